@@ -1,0 +1,33 @@
+"""The clock seam: everything in sidestep that needs the time or a delay asks a ``Clock``.
+
+Production uses ``SystemClock``; tests pass ``tests.fakes.FakeClock`` which advances
+instantly, so no test waits for time to pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds on a monotonic scale: durations, cooldown ends, breaker timers."""
+
+    def wall(self) -> float:
+        """Unix seconds: only to convert HTTP dates and reset timestamps to delays."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a fake clock advances itself and returns at once)."""
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
