@@ -1,0 +1,55 @@
+"""``make_app``: the one factory that composes the gateway — production and tests alike."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from proxy.clock import Clock, SystemClock
+from proxy.config import Config
+from proxy.gateway import GATEWAY, Gateway
+from proxy.middleware import client_auth, openai_errors
+from proxy.routes import add_routes
+from proxy.upstream import AiohttpUpstream, Upstream, make_session
+
+
+def make_app(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    upstream: Upstream | None = None,
+    rng: random.Random | None = None,
+) -> web.Application:
+    """Build the aiohttp application. ``upstream`` defaults to a pooled aiohttp session made
+    at startup and closed at cleanup; tests may pass fakes for the clock and rng."""
+    gw = Gateway.build(config, clock=clock or SystemClock(), rng=rng)
+    app = web.Application(
+        middlewares=[openai_errors, client_auth(lambda: _client_keys(gw))],
+        client_max_size=config.limits.max_body_bytes + 1,
+    )
+    app[GATEWAY] = gw
+    app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
+    add_routes(app)
+    return app
+
+
+def _client_keys(gw: Gateway) -> list[bytes]:
+    return [k.get_secret_value().encode() for k in gw.config.auth.client_keys]
+
+
+def _upstream_ctx(gw: Gateway, upstream: Upstream | None):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if upstream is not None:
+            gw.upstream = upstream
+            yield
+            return
+        session = make_session()
+        gw.upstream = AiohttpUpstream(session)
+        try:
+            yield
+        finally:
+            await session.close()
+
+    return ctx

@@ -1,0 +1,78 @@
+"""Errors sidestep itself produces, always in the OpenAI shape.
+
+``{"error": {"message": str, "type": str, "param": str | None, "code": str | None}}`` with the
+status an OpenAI SDK maps to the right exception class (400 BadRequestError, 401
+AuthenticationError, 404 NotFoundError, 413, 429 RateLimitError, 5xx InternalServerError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from aiohttp import web
+
+JSON = "application/json"
+
+
+def error_body(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None
+) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    )
+
+
+def error_response(
+    status: int,
+    message: str,
+    type_: str = "invalid_request_error",
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """An OpenAI-shaped JSON error response."""
+    return web.Response(
+        status=status,
+        body=error_body(message, type_, param=param, code=code),
+        content_type=JSON,
+        headers=headers,
+    )
+
+
+def stream_error_frame(message: str, type_: str = "stream_interrupted") -> bytes:
+    """The in-band error event an OpenAI SDK raises as ``APIError`` mid-stream."""
+    return b"data: " + error_body(message, type_) + b"\n\n"
+
+
+class ClientRequestError(Exception):
+    """A request sidestep rejects before contacting any upstream; rendered by the middleware."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type_ = type_
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        return error_response(
+            self.status,
+            self.message,
+            self.type_,
+            param=self.param,
+            code=self.code,
+            headers=self.headers,
+        )

@@ -1,0 +1,212 @@
+"""Live state of every configured target, and the snapshot the router decides on.
+
+State lives at three levels (see ``policies.failure.Scope``): per target (operator state,
+in-flight count, a target-wide cooldown after refused connections), per key (budgets, auth
+disable, upstream-reported exhaustion), and per lane = (target, key, upstream model)
+(breaker, cooldown, health). Every mutation takes ``now`` from the app's clock and every
+state change is emitted on the event bus as the record the core returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from policies.breaker import Breaker, BreakerState, Permit
+from policies.cooldown import Cooldowns
+from policies.failure import FailurePlan, Scope
+from policies.health import LaneStats
+from policies.ratelimit import exhausted_until_s, parse_hints
+from policies.routing import LaneView, OperatorState
+from policies.settings import BreakerSettings
+from policies.taxonomy import BreakerEffect
+from proxy.budget import KeyBudget
+from proxy.config import Target
+from proxy.events import EventBus, KeyDisabled
+
+LaneKey = tuple[str, int, str]  # (target id, key index, upstream model)
+CooldownKey = tuple[str, ...]  # (target,) | (target, key) | (target, key, model) as strings
+
+
+class TargetRuntime:
+    """One target's live state; survives reloads that keep the target."""
+
+    __slots__ = (
+        "budgets",
+        "config",
+        "exhausted_until",
+        "in_flight",
+        "key_disabled",
+        "last_error",
+        "operator",
+    )
+
+    def __init__(self, config: Target) -> None:
+        self.config = config
+        self.operator = OperatorState.ACTIVE
+        self.in_flight = 0
+        self.budgets = [KeyBudget(config.limits.rpm, config.limits.tpm) for _ in config.keys]
+        self.key_disabled: set[int] = set()
+        self.exhausted_until: dict[int, float] = {}
+        self.last_error: tuple[str, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A granted attempt on one lane; returned exactly once to ``Fleet.finish``."""
+
+    runtime: TargetRuntime
+    key_index: int
+    model: str
+    permit: Permit
+    tokens: int
+
+    @property
+    def lane(self) -> LaneKey:
+        return (self.runtime.config.id, self.key_index, self.model)
+
+
+def _cooldown_key(lane: LaneKey, scope: Scope) -> CooldownKey:
+    target, key, model = lane
+    if scope is Scope.TARGET:
+        return (target,)
+    if scope is Scope.KEY:
+        return (target, str(key))
+    return (target, str(key), model)
+
+
+class Fleet:
+    def __init__(
+        self, targets: Iterable[Target], breaker: BreakerSettings, events: EventBus
+    ) -> None:
+        self.targets: dict[str, TargetRuntime] = {t.id: TargetRuntime(t) for t in targets}
+        self.breaker_settings = breaker
+        self.breakers: dict[LaneKey, Breaker] = {}
+        self.stats: dict[LaneKey, LaneStats] = {}
+        self.cooldowns: Cooldowns[CooldownKey] = Cooldowns()
+        self.events = events
+
+    # -- snapshot -------------------------------------------------------------------------
+
+    def lanes(self, client_model: str, tokens: int, now: float) -> list[LaneView]:
+        """Every (target, key) lane for ``client_model`` as the router sees it at ``now``."""
+        return [
+            self._view(rt, index, rt.config.upstream_model(client_model), tokens, now)
+            for rt in self.targets.values()
+            for index in range(len(rt.config.keys))
+        ]
+
+    def _view(
+        self, rt: TargetRuntime, index: int, model: str | None, tokens: int, now: float
+    ) -> LaneView:
+        t = rt.config
+        lane = (t.id, index, model or "")
+        breaker = self.breakers.get(lane)
+        stats = self.stats.get(lane)
+        budget = rt.budgets[index]
+        return LaneView(
+            target_id=t.id,
+            key_index=index,
+            upstream_model=model,
+            priority=t.priority,
+            operator=rt.operator,
+            enabled=t.enabled,
+            key_disabled=index in rt.key_disabled,
+            breaker=breaker.state(now) if breaker else BreakerState.CLOSED,
+            breaker_admits=breaker.admits(now) if breaker else True,
+            breaker_retry_in_s=breaker.retry_in_s(now) if breaker else 0.0,
+            cooldown_until=self._cooling_until(lane, now),
+            exhausted_until=_live(rt.exhausted_until.get(index), now),
+            capabilities=frozenset(t.capabilities),
+            context_window=t.context_window,
+            in_flight=rt.in_flight,
+            max_concurrency=t.limits.max_concurrency,
+            budget_ok=budget.fits(tokens),
+            budget_retry_in_s=budget.retry_in_s(tokens),
+            health=stats.health if stats else 1.0,
+            latency_s=stats.latency_s if stats else None,
+            failure_rate=breaker.window.failure_rate if breaker else 0.0,
+        )
+
+    def _cooling_until(self, lane: LaneKey, now: float) -> float | None:
+        ends = [self.cooldowns.until(_cooldown_key(lane, scope), now) for scope in Scope]
+        live = [end for end in ends if end is not None]
+        return max(live) if live else None
+
+    # -- attempts -------------------------------------------------------------------------
+
+    def breaker(self, lane: LaneKey) -> Breaker:
+        breaker = self.breakers.get(lane)
+        if breaker is None:
+            breaker = self.breakers[lane] = Breaker(
+                f"{lane[0]}#{lane[1]}:{lane[2]}", self.breaker_settings
+            )
+        return breaker
+
+    def lease(self, view: LaneView, tokens: int, now: float) -> Lease | None:
+        """Take the lane's breaker permit, budget and a concurrency slot; None if the breaker
+        refuses (it changed since the snapshot)."""
+        rt = self.targets[view.target_id]
+        model = view.upstream_model or ""
+        permit, transitions = self.breaker((rt.config.id, view.key_index, model)).acquire(now)
+        self.events.emit_all(transitions)
+        if permit is None:
+            return None
+        rt.budgets[view.key_index].take(tokens)
+        rt.in_flight += 1
+        return Lease(rt, view.key_index, model, permit, tokens)
+
+    def succeeded(self, lease: Lease, ttfb_s: float, now: float) -> None:
+        self.events.emit_all(self.breaker(lease.lane).success(lease.permit, now))
+        self._stats(lease.lane).record(True, ttfb_s)
+
+    def observe_headers(
+        self, lease: Lease, headers: dict[str, str], wall_now: float, now: float
+    ) -> None:
+        """Steer away from a key whose upstream reports 0 requests/tokens remaining."""
+        wait = exhausted_until_s(parse_hints(headers, wall_now))
+        if wait is not None and wait > 0:
+            lease.runtime.exhausted_until[lease.key_index] = now + wait
+
+    def failed(self, lease: Lease, plan: FailurePlan, now: float) -> None:
+        """Apply a failure plan's state changes (breaker, cooldown, key disable)."""
+        breaker = self.breaker(lease.lane)
+        if plan.action.breaker is BreakerEffect.FAILURE:
+            self.events.emit_all(breaker.failure(lease.permit, now))
+            self._stats(lease.lane).record(False, None)
+        else:
+            self.events.emit_all(breaker.neutral(lease.permit))
+        rt = lease.runtime
+        rt.last_error = (plan.error_class.value, now)
+        if plan.cooldown_s > 0:
+            key = _cooldown_key(lease.lane, plan.scope)
+            self.events.emit(self.cooldowns.set(key, now + plan.cooldown_s, plan.error_class))
+        if plan.exhausted_s:
+            rt.exhausted_until[lease.key_index] = now + plan.exhausted_s
+        if plan.action.disable_key and lease.key_index not in rt.key_disabled:
+            rt.key_disabled.add(lease.key_index)
+            self.events.emit(
+                KeyDisabled(rt.config.id, lease.key_index, plan.error_class.value, now)
+            )
+
+    def interrupted(self, lease: Lease, now: float) -> None:
+        """A failure after success was recorded (mid-stream): counts against the breaker."""
+        self.events.emit_all(self.breaker(lease.lane).failure(None, now))
+        self._stats(lease.lane).record(False, None)
+
+    def neutral(self, lease: Lease) -> None:
+        """Neither success nor failure: the client left, or the request itself was bad."""
+        self.events.emit_all(self.breaker(lease.lane).neutral(lease.permit))
+
+    def release(self, lease: Lease) -> None:
+        lease.runtime.in_flight -= 1
+
+    def _stats(self, lane: LaneKey) -> LaneStats:
+        stats = self.stats.get(lane)
+        if stats is None:
+            stats = self.stats[lane] = LaneStats()
+        return stats
+
+
+def _live(until: float | None, now: float) -> float | None:
+    return until if until is not None and until > now else None

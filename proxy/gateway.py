@@ -1,0 +1,62 @@
+"""The gateway's long-lived state, owned by the app: config snapshot, fleet, upstream seam,
+clock, event bus, admission. Handlers reach it through ``GATEWAY``; tests build one through
+``proxy.app.make_app`` with fakes at the seams."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from proxy.admission import Admission
+from proxy.clock import Clock
+from proxy.config import Config
+from proxy.events import EventBus
+from proxy.fleet import Fleet
+from proxy.upstream import Upstream
+
+
+def config_secrets(config: Config) -> tuple[bytes, ...]:
+    """Every secret in ``config`` as bytes, for scrubbing text that came from outside."""
+    found: list[bytes] = []
+    for target in config.targets:
+        found.extend(k.get_secret_value().encode() for k in target.keys if k is not None)
+    found.extend(k.get_secret_value().encode() for k in config.auth.client_keys)
+    if config.admin.token is not None:
+        found.append(config.admin.token.get_secret_value().encode())
+    return tuple(s for s in found if s)
+
+
+@dataclass(slots=True)
+class Gateway:
+    config: Config
+    clock: Clock
+    events: EventBus
+    fleet: Fleet
+    admission: Admission
+    upstream: Upstream | None = None  # set at startup, once the session exists
+    rng: random.Random = field(default_factory=random.Random)
+    started: float = 0.0
+    secrets: tuple[bytes, ...] = ()
+
+    @classmethod
+    def build(cls, config: Config, *, clock: Clock, rng: random.Random | None = None) -> Gateway:
+        events = EventBus()
+        return cls(
+            config=config,
+            clock=clock,
+            events=events,
+            fleet=Fleet(config.targets, config.breaker, events),
+            admission=Admission(config.admission),
+            rng=rng or random.Random(),
+            started=clock.monotonic(),
+            secrets=config_secrets(config),
+        )
+
+    def require_upstream(self) -> Upstream:
+        assert self.upstream is not None, "the upstream seam is set up at app startup"
+        return self.upstream
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

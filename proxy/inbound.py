@@ -1,0 +1,164 @@
+"""Reading and validating what a client sent, before any upstream is involved.
+
+Produces a ``ClientRequest``: the raw body (forwarded byte-for-byte unless the model name must
+be mapped), the few fields sidestep routes on, and the capabilities the request needs.
+Bad input becomes a ``ClientRequestError`` in the OpenAI shape; nothing here can crash.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.errors import ClientRequestError
+
+
+class Endpoint(Enum):
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
+
+    @property
+    def path(self) -> str:
+        return _PATHS[self]
+
+
+_PATHS = {
+    Endpoint.CHAT: "/chat/completions",
+    Endpoint.COMPLETIONS: "/completions",
+    Endpoint.EMBEDDINGS: "/embeddings",
+    Endpoint.RESPONSES: "/responses",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    request_id: str
+    endpoint: Endpoint
+    body: bytes
+    obj: dict[str, Any]
+    model: str
+    stream: bool
+    needs: frozenset[str]
+    session: str | None
+    prompt_chars: int
+    max_output_tokens: int | None
+
+    def body_for(self, upstream_model: str) -> bytes:
+        """The body to send upstream: untouched bytes unless the model name is mapped."""
+        if upstream_model == self.model:
+            return self.body
+        return orjson.dumps({**self.obj, "model": upstream_model})
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+async def read_client_request(
+    request: web.Request, endpoint: Endpoint, *, max_body_bytes: int, session_header: str
+) -> ClientRequest:
+    body = await _read_body(request, max_body_bytes)
+    obj = _parse_object(body)
+    model = obj.get("model")
+    if model is None or model == "":
+        raise ClientRequestError(
+            400,
+            "you must provide a model parameter",
+            param="model",
+            code="missing_required_parameter",
+        )
+    if not isinstance(model, str):
+        raise ClientRequestError(
+            400, "'model' must be a string", param="model", code="invalid_type"
+        )
+    stream = obj.get("stream") is True
+    return ClientRequest(
+        request_id=new_request_id(),
+        endpoint=endpoint,
+        body=body,
+        obj=obj,
+        model=model,
+        stream=stream,
+        needs=_needs(endpoint, obj, stream),
+        session=request.headers.get(session_header) or None,
+        prompt_chars=len(body),
+        max_output_tokens=_max_output_tokens(obj),
+    )
+
+
+async def _read_body(request: web.Request, max_body_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > max_body_bytes:
+        raise _too_large(max_body_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise _too_large(max_body_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ClientRequestError:
+    return ClientRequestError(
+        413, f"request body is larger than the limit of {limit} bytes", code="request_too_large"
+    )
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise ClientRequestError(
+            400, "request body is empty; expected a JSON object", code="invalid_json"
+        )
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ClientRequestError(
+            400, f"request body is not valid JSON: {exc.msg}", code="invalid_json"
+        ) from exc
+    if not isinstance(obj, dict):
+        raise ClientRequestError(
+            400,
+            f"request body must be a JSON object, not {type(obj).__name__}",
+            code="invalid_json",
+        )
+    return obj
+
+
+def _needs(endpoint: Endpoint, obj: dict[str, Any], stream: bool) -> frozenset[str]:
+    needs = {endpoint.value}
+    if stream:
+        needs.add("streaming")
+    if obj.get("tools") or obj.get("functions"):
+        needs.add("tools")
+    if endpoint is Endpoint.CHAT and _has_image(obj.get("messages")):
+        needs.add("vision")
+    return frozenset(needs)
+
+
+def _has_image(messages: object) -> bool:
+    if not isinstance(messages, list):
+        return False
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(
+            isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
+            for part in content
+        ):
+            return True
+    return False
+
+
+def _max_output_tokens(obj: dict[str, Any]) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = obj.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None

@@ -1,0 +1,202 @@
+"""Relaying one upstream SSE segment to the client, complete events only.
+
+The relay reads whatever the upstream sends (``iter_any``), splits it into complete events and
+writes them straight on; a partial event is held until its end arrives, so an upstream that
+dies mid-event never leaves half an event with the client. An ``Inspector`` per API looks at
+each event — once — to learn what the stitcher needs and to drop what a client SDK could not
+parse. Cost per chunk is O(size of the chunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from policies.sse import FrameSplitter, data_payload, parse_event
+from policies.stitch import Transcript, chunk_info
+from proxy.failures import IdleTimeout, StreamCut
+from proxy.upstream import UpstreamResponse
+
+
+class Verdict(Enum):
+    FORWARD = "forward"
+    DROP = "drop"  # malformed: never reaches the client
+    DONE = "done"  # ``data: [DONE]``, held back for the caller to write last
+    ERROR = "error"  # an in-band upstream error event
+    END = "end"  # a terminal event that is itself forwarded (Responses API)
+
+
+class Ending(Enum):
+    """Why a segment stopped; the values are the provenance/metric ``reason`` labels."""
+
+    COMPLETE = "complete"
+    FINISHED_NO_DONE = "finished_no_done"  # finish_reason seen, then closed without [DONE]
+    RESET = "reset"
+    IDLE_TIMEOUT = "idle_timeout"
+    ERROR_EVENT = "error_event"
+    NO_DONE = "no_done"  # closed cleanly but mid-answer
+
+    @property
+    def interrupted(self) -> bool:
+        return self not in (Ending.COMPLETE, Ending.FINISHED_NO_DONE)
+
+
+class Inspector(Protocol):
+    finished: bool
+    dropped: int
+
+    def inspect(self, raw: bytes) -> Verdict: ...
+
+
+class ChatInspector:
+    """Chat and legacy completions streams: tracks text and tool calls per choice, the first
+    chunk's id/created, finish reasons and usage."""
+
+    def __init__(self) -> None:
+        self.transcripts: dict[int, Transcript] = {}
+        self.first_id: str | None = None
+        self.first_created: int | None = None
+        self.model: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.finished = False
+        self.dropped = 0
+        self.error: dict[str, Any] | None = None
+
+    def inspect(self, raw: bytes) -> Verdict:
+        payload = data_payload(raw)
+        if payload is None:
+            return self._non_data(raw)
+        if payload.startswith(b"[DONE]"):
+            return Verdict.DONE
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.dropped += 1
+            return Verdict.DROP
+        if not isinstance(obj, dict):
+            self.dropped += 1
+            return Verdict.DROP
+        if obj.get("error"):
+            self.error = (
+                obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
+            )
+            return Verdict.ERROR
+        self._record(obj)
+        return Verdict.FORWARD
+
+    def _non_data(self, raw: bytes) -> Verdict:
+        event = parse_event(raw)
+        if event is None:
+            return Verdict.FORWARD  # comments such as ``: ping`` keep the client's connection warm
+        if event.event == "error":
+            return Verdict.ERROR
+        return Verdict.FORWARD
+
+    def _record(self, obj: dict[str, Any]) -> None:
+        info = chunk_info(obj)
+        if self.first_id is None:
+            self.first_id, self.first_created = info.id, info.created
+        self.model = info.model or self.model
+        if info.usage:
+            self.usage = info.usage
+        transcript = self.transcripts.get(info.choice_index)
+        if transcript is None:
+            transcript = self.transcripts[info.choice_index] = Transcript()
+        if info.text:
+            transcript.add_text(info.text)
+        for call in info.tool_calls:
+            transcript.add_tool_call_delta(call.index, call.id, call.name, call.arguments)
+        if info.finish_reason:
+            self.finished = True
+
+
+class ResponsesInspector:
+    """Responses API streams: complete when a terminal event arrives."""
+
+    TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
+
+    def __init__(self) -> None:
+        self.finished = False
+        self.dropped = 0
+
+    def inspect(self, raw: bytes) -> Verdict:
+        event = parse_event(raw)
+        if event is None:
+            return Verdict.FORWARD
+        if not event.data:
+            return Verdict.FORWARD
+        try:
+            obj = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            self.dropped += 1
+            return Verdict.DROP
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind == "error" or event.event == "error":
+            return Verdict.ERROR
+        if kind in self.TERMINAL:
+            self.finished = True
+            return Verdict.END
+        return Verdict.FORWARD
+
+
+@dataclass(slots=True)
+class SegmentResult:
+    ending: Ending
+    chunks: int
+    done_seen: bool
+
+
+async def relay_segment(
+    upstream: UpstreamResponse, out: web.StreamResponse, inspector: Inspector
+) -> SegmentResult:
+    """Relay events until the upstream ends or fails; ``[DONE]`` is not written (the caller
+    writes the stream's end, after anything it must add)."""
+    splitter = FrameSplitter()
+    chunks = 0
+    try:
+        async for chunk in upstream.chunks():
+            chunks += 1
+            clean = splitter.pending == 0
+            frames = splitter.feed(chunk)
+            verdict, parts = _judge(frames, inspector)
+            if (
+                verdict is Verdict.FORWARD
+                and clean
+                and splitter.pending == 0
+                and len(parts) == len(frames)
+            ):
+                await out.write(chunk)  # the common case: forward the very bytes received
+            elif parts:
+                await out.write(parts[0] if len(parts) == 1 else b"".join(parts))
+            if verdict is not Verdict.FORWARD:
+                return SegmentResult(_ending_of(verdict), chunks, verdict is Verdict.DONE)
+    except IdleTimeout:
+        return SegmentResult(Ending.IDLE_TIMEOUT, chunks, False)
+    except StreamCut:
+        return SegmentResult(Ending.RESET, chunks, False)
+    ending = Ending.FINISHED_NO_DONE if inspector.finished else Ending.NO_DONE
+    return SegmentResult(ending, chunks, False)
+
+
+def _judge(frames: list[bytes], inspector: Inspector) -> tuple[Verdict, list[bytes]]:
+    parts: list[bytes] = []
+    for raw in frames:
+        verdict = inspector.inspect(raw)
+        if verdict is Verdict.FORWARD:
+            parts.append(raw)
+        elif verdict is Verdict.END:
+            parts.append(raw)
+            return verdict, parts
+        elif verdict is not Verdict.DROP:
+            return verdict, parts
+    return Verdict.FORWARD, parts
+
+
+def _ending_of(verdict: Verdict) -> Ending:
+    if verdict is Verdict.ERROR:
+        return Ending.ERROR_EVENT
+    return Ending.COMPLETE

@@ -1,0 +1,107 @@
+"""HTTP endpoints: the OpenAI-compatible API under /v1, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import orjson
+from aiohttp import web
+
+from policies.routing import RequestFeatures, choose
+from proxy.forward import forward
+from proxy.gateway import GATEWAY, Gateway
+from proxy.inbound import Endpoint, read_client_request
+from proxy.record import RequestFinished
+from proxy.run import Run
+
+log = logging.getLogger("sidestep")
+
+SESSION_HEADER = "x-sidestep-session"
+
+
+def _json(payload: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+
+
+def proxy_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        gw = request.app[GATEWAY]
+        creq = await read_client_request(
+            request,
+            endpoint,
+            max_body_bytes=gw.config.limits.max_body_bytes,
+            session_header=SESSION_HEADER,
+        )
+        run = Run(gw, creq, request)
+        try:
+            response = await forward(run)
+            if run.record.outcome == "pending":
+                run.record.outcome = "ok" if response.status < 400 else "upstream_error"
+            run.record.status = run.record.status or response.status
+            return response
+        except BaseException as exc:
+            run.record.outcome = "client_disconnect" if _is_disconnect(exc) else "upstream_error"
+            raise
+        finally:
+            run.record.duration_s = round(gw.clock.monotonic() - run.started, 6)
+            if run.record.outcome not in ("ok", "client_error", "client_disconnect"):
+                log.warning(
+                    "%s %s -> %s",
+                    creq.request_id,
+                    endpoint.value,
+                    run.record.error or run.record.outcome,
+                )
+            gw.events.emit(RequestFinished(run.record))
+
+    return handle
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    return isinstance(exc, asyncio.CancelledError | ConnectionResetError)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    created = int(gw.clock.wall())
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": "sidestep"}
+        for name in gw.config.listed_models()
+    ]
+    return _json({"object": "list", "data": data})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when at least one target could take a request now, else 503 with reasons."""
+    gw = request.app[GATEWAY]
+    reasons = _unready_reasons(gw)
+    if reasons is None:
+        return _json({"status": "ready"})
+    return _json({"status": "unavailable", "targets": reasons}, status=503)
+
+
+def _unready_reasons(gw: Gateway) -> dict[str, str] | None:
+    now = gw.clock.monotonic()
+    # readiness is about targets, not one model: every lane counts as serving "any" model
+    lanes = [
+        replace(lane, upstream_model=lane.upstream_model or "(any)")
+        for lane in gw.fleet.lanes("", 1, now)
+    ]
+    decision = choose(RequestFeatures(), lanes, gw.config.routing, now)
+    if decision.chosen is not None:
+        return None
+    return {r.lane_id: r.reason.value for r in decision.rejections}
+
+
+def add_routes(app: web.Application) -> None:
+    for endpoint in Endpoint:
+        app.router.add_post("/v1" + endpoint.path, proxy_handler(endpoint))
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

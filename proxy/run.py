@@ -1,0 +1,86 @@
+"""Per-request state while the forwarder works: what failed, what was tried, the deadline,
+the record being built. One ``Run`` per client request, never shared."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from policies.routing import RequestFeatures
+from proxy.fleet import Lease
+from proxy.gateway import Gateway
+from proxy.inbound import ClientRequest
+from proxy.record import AttemptRecord, RequestRecord
+
+DEFAULT_OUTPUT_TOKENS = 256
+CHARS_PER_TOKEN = 4
+
+
+class Run:
+    def __init__(self, gw: Gateway, creq: ClientRequest, http: web.Request) -> None:
+        self.gw = gw
+        self.creq = creq
+        self.http = http
+        self.started = gw.clock.monotonic()
+        self.deadline = self.started + gw.config.routing.deadline_s
+        self.tokens = creq.prompt_chars // CHARS_PER_TOKEN + (
+            creq.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+        )
+        self.failed_lanes: set[str] = set()
+        self.failed_targets: set[str] = set()
+        self.avoid_models: set[str] = set()
+        self.min_context: int | None = None
+        self.retries: dict[str, int] = {}
+        self.targets_tried: list[str] = []
+        self.session_target: str | None = None
+        self.record = RequestRecord(
+            request_id=creq.request_id,
+            endpoint=creq.endpoint.value,
+            client_model=creq.model,
+            session=creq.session,
+            stream=creq.stream,
+            started_wall=gw.clock.wall(),
+        )
+
+    def remaining_s(self) -> float:
+        return max(0.0, self.deadline - self.gw.clock.monotonic())
+
+    def features(self) -> RequestFeatures:
+        return RequestFeatures(
+            needs=self.creq.needs,
+            session_target=self.session_target,
+            failed_lanes=frozenset(self.failed_lanes),
+            failed_targets=frozenset(self.failed_targets),
+            avoid_models=frozenset(self.avoid_models),
+            min_context=self.min_context,
+        )
+
+    def note_attempt(
+        self, lease: Lease, error_class: str, status: int | None, latency_s: float
+    ) -> None:
+        self.record.attempts.append(
+            AttemptRecord(
+                lease.runtime.config.id,
+                lease.key_index,
+                lease.model,
+                error_class,
+                status,
+                round(latency_s, 6),
+            )
+        )
+
+    def sidestep_headers(self, lease: Lease) -> dict[str, str]:
+        self.record.served_by = lease.runtime.config.id
+        self.record.upstream_model = lease.model
+        return {
+            "x-sidestep-request-id": self.creq.request_id,
+            "x-sidestep-target": lease.runtime.config.id,
+            "x-sidestep-attempts": str(len(self.record.attempts)),
+            "x-sidestep-failovers": str(self.record.failovers),
+        }
+
+    def account_usage(self, lease: Lease) -> None:
+        """Correct the key's token budget with what the upstream reported."""
+        usage = self.record.usage
+        total = usage.get("total_tokens") if usage else None
+        if isinstance(total, int):
+            lease.runtime.budgets[lease.key_index].correct(lease.tokens, total)

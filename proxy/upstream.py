@@ -1,0 +1,137 @@
+"""The one seam to the network: ``Upstream.open(request)`` over a shared aiohttp session.
+
+Foreign exceptions (aiohttp, asyncio timeouts, OS errors) are translated here, and only here,
+into ``proxy.failures`` types. Leaving the ``open`` context closes an unfinished upstream
+response, so a departed client or a failover stops the upstream generation at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from proxy.failures import ConnectFailed, FirstByteTimeout, IdleTimeout, StreamCut
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One POST to one upstream. Timeouts in seconds; ``None`` means no limit."""
+
+    target_id: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    connect_timeout_s: float | None
+    first_byte_timeout_s: float | None  # until the response headers arrive
+    idle_timeout_s: float | None  # between body reads
+    total_timeout_s: float | None
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self) -> bytes:
+        """The whole body; raises ``StreamCut``/``IdleTimeout``."""
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """Body bytes as they arrive; raises ``StreamCut``/``IdleTimeout``."""
+
+
+class Upstream(Protocol):
+    def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamResponse]:
+        """Connect and wait for the response headers; leaving the context closes it."""
+
+
+class _AiohttpResponse:
+    __slots__ = ("_resp", "_target", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, target_id: str) -> None:
+        self._resp = resp
+        self._target = target_id
+        self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except Exception as exc:
+            raise _body_failure(self._target, exc) from exc
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        content = self._resp.content
+        try:
+            async for data in content.iter_any():
+                yield data
+        except Exception as exc:
+            raise _body_failure(self._target, exc) from exc
+
+
+def _body_failure(target_id: str, exc: Exception) -> StreamCut:
+    if isinstance(exc, asyncio.TimeoutError):
+        return IdleTimeout(target_id, "no data within the idle timeout")
+    return StreamCut(target_id, f"stream cut: {type(exc).__name__}")
+
+
+class AiohttpUpstream:
+    """``Upstream`` over one pooled ``aiohttp.ClientSession`` owned by the app."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    @asynccontextmanager
+    async def open(self, request: UpstreamRequest) -> AsyncIterator[UpstreamResponse]:
+        resp = await self._start(request)
+        try:
+            yield _AiohttpResponse(resp, request.target_id)
+        finally:
+            if resp.content.at_eof():
+                resp.release()
+            else:
+                resp.close()  # unfinished: drop the connection so the upstream stops
+
+    async def _start(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
+        timeout = aiohttp.ClientTimeout(
+            total=request.total_timeout_s,
+            sock_connect=request.connect_timeout_s,
+            sock_read=request.idle_timeout_s,
+        )
+        target = request.target_id
+        try:
+            async with asyncio.timeout(request.first_byte_timeout_s):
+                return await self._session.post(
+                    request.url, data=request.body, headers=dict(request.headers), timeout=timeout
+                )
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise ConnectFailed(target, "connect timeout") from exc
+        except TimeoutError as exc:
+            raise FirstByteTimeout(
+                target, "no response headers within the first-byte timeout"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectFailed(target, f"connect failed: {type(exc).__name__}") from exc
+
+
+def make_session(*, limit_per_host: int = 0) -> aiohttp.ClientSession:
+    """The app's pooled upstream session; defaults chosen for long-lived streams (no total
+    timeout, no global connection cap, large SSE lines allowed)."""
+    connector = aiohttp.TCPConnector(
+        limit=0,
+        limit_per_host=limit_per_host,
+        ttl_dns_cache=300,
+        keepalive_timeout=30,
+        enable_cleanup_closed=sys.version_info < (3, 12, 8),
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None),
+        read_bufsize=2**20,
+        auto_decompress=True,
+        trust_env=False,
+    )
