@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from proxy.admission import Admission
+from proxy.affinity import Affinity
 from proxy.clock import Clock
 from proxy.config import Config
 from proxy.events import EventBus
@@ -39,6 +40,7 @@ class Gateway:
     rng: random.Random = field(default_factory=random.Random)
     started: float = 0.0
     secrets: tuple[bytes, ...] = ()
+    affinity: Affinity = field(default_factory=Affinity)
 
     @classmethod
     def build(cls, config: Config, *, clock: Clock, rng: random.Random | None = None) -> Gateway:

@@ -31,7 +31,7 @@ class Run:
         self.min_context: int | None = None
         self.retries: dict[str, int] = {}
         self.targets_tried: list[str] = []
-        self.session_target: str | None = None
+        self.session_target = gw.affinity.get(creq.session, self.started) if creq.session else None
         self.record = RequestRecord(
             request_id=creq.request_id,
             endpoint=creq.endpoint.value,
@@ -69,7 +69,12 @@ class Run:
         )
 
     def sidestep_headers(self, lease: Lease) -> dict[str, str]:
+        """Headers on every served response; also marks the lane as this session's."""
         self.record.served_by = lease.runtime.config.id
+        if self.creq.session:
+            self.gw.affinity.remember(
+                self.creq.session, lease.runtime.config.id, self.gw.clock.monotonic()
+            )
         self.record.upstream_model = lease.model
         return {
             "x-sidestep-request-id": self.creq.request_id,

@@ -1,0 +1,77 @@
+"""Shared fixtures: fake upstreams on loopback and a gateway built over them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from proxy.app import make_app
+from proxy.config import Config
+from proxy.gateway import GATEWAY, Gateway
+from tests.fakes import FakeClock, FakeUpstream
+
+
+class Running:
+    """A gateway under test: its server, state and the clock it runs on."""
+
+    def __init__(self, server: TestServer, clock: FakeClock) -> None:
+        self.server = server
+        self.clock = clock
+        self.base_url = str(server.make_url("/v1"))
+
+    @property
+    def gw(self) -> Gateway:
+        return self.server.app[GATEWAY]
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    def openai(self, **kwargs: Any) -> Any:
+        from openai import AsyncOpenAI
+
+        kwargs.setdefault("api_key", "client-key")
+        kwargs.setdefault("max_retries", 0)
+        return AsyncOpenAI(base_url=self.base_url, **kwargs)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> Callable[..., Awaitable[FakeUpstream]]:
+    async def make(name: str = "up", **kwargs: Any) -> FakeUpstream:
+        fake = FakeUpstream(name, **kwargs)
+        server = await aiohttp_server(fake.app)
+        fake.base_url = str(server.make_url("/v1"))
+        return fake
+
+    return make
+
+
+def target(fake: FakeUpstream, **overrides: Any) -> dict[str, Any]:
+    """A config target pointing at ``fake``."""
+    spec: dict[str, Any] = {
+        "id": fake.name,
+        "base_url": fake.base_url,
+        "api_key": f"sk-{fake.name}-upstream-key-0001",
+        "models": ["*"],
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+async def gateway(aiohttp_server: Any, clock: FakeClock) -> Callable[..., Awaitable[Running]]:
+    async def start(targets: list[dict[str, Any]], **sections: Any) -> Running:
+        config = Config.model_validate({"targets": targets, **sections})
+        app: web.Application = make_app(config, clock=clock)
+        server = await aiohttp_server(app)
+        return Running(server, clock)
+
+    return start

@@ -1,0 +1,111 @@
+"""Issue 2 foundation: the gateway is a faithful OpenAI-compatible pass-through."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+from proxy.simulator import canonical_text
+from tests.conftest import target
+from tests.fakes import Reply, chat_frames
+
+
+async def test_non_streaming_chat_round_trip_is_byte_for_byte(upstream: Any, gateway: Any) -> None:
+    """A non-streaming answer reaches the client exactly as the upstream sent it."""
+    up = await upstream("a")
+    body = b'{"id":"x","object":"chat.completion","model":"up-model","choices":[],"extra":{"k":1}}'
+    up.queue(Reply(body=body))
+    gw = await gateway([target(up)])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gw.base_url + "/chat/completions", json={"model": "gpt-x", "messages": []}) as r,
+    ):
+        assert r.status == 200
+        assert await r.read() == body
+        assert r.headers["x-sidestep-target"] == "a"
+        assert r.headers["x-sidestep-request-id"].startswith("req_")
+
+
+async def test_streaming_chat_round_trip_is_byte_for_byte(upstream: Any, gateway: Any) -> None:
+    """Streamed SSE bytes reach the client unchanged, [DONE] included."""
+    up = await upstream("a")
+    frames = chat_frames(["Hello", " world"], model="the-real-model")
+    up.queue(Reply(frames=frames))
+    gw = await gateway([target(up)])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gw.base_url + "/chat/completions",
+            json={"model": "alias", "stream": True, "messages": []},
+        ) as r,
+    ):
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        assert await r.read() == b"".join(frames)
+
+
+async def test_openai_sdk_streams_through_the_gateway(upstream: Any, gateway: Any) -> None:
+    """The official SDK streams a complete answer through sidestep, model as reported upstream."""
+    up = await upstream("a")
+    gw = await gateway([target(up, models={"fast": "upstream-fast"})])
+    client = gw.openai()
+    stream = await client.chat.completions.create(
+        model="fast", stream=True, messages=[{"role": "user", "content": "hi"}]
+    )
+    text, models = "", set()
+    async for chunk in stream:
+        models.add(chunk.model)
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+    assert text == canonical_text("hi", 20)
+    assert models == {"upstream-fast"}
+    assert up.seen[-1].body["model"] == "upstream-fast"
+
+
+async def test_upstream_sees_target_key_never_the_clients(upstream: Any, gateway: Any) -> None:
+    """The client's Authorization is replaced by the target's own key."""
+    up = await upstream("a")
+    gw = await gateway([target(up)])
+    await gw.openai(api_key="client-secret-abc").chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "x"}]
+    )
+    seen = up.seen[-1].headers
+    assert seen["Authorization"] == "Bearer sk-a-upstream-key-0001"
+    assert "client-secret-abc" not in orjson.dumps(seen).decode()
+
+
+async def test_first_chunk_arrives_while_upstream_still_sending(
+    upstream: Any, gateway: Any
+) -> None:
+    """The client reads chunk 1 before the upstream has sent chunk 2 (nothing buffers)."""
+    up = await upstream("a")
+    gate = asyncio.Event()
+    up.queue(Reply(frames=chat_frames(["one", "two"]), gate_after=2, gate=gate))
+    gw = await gateway([target(up)])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gw.base_url + "/chat/completions", json={"model": "m", "stream": True, "messages": []}
+        ) as r,
+    ):
+        first = await asyncio.wait_for(r.content.readuntil(b"\n\n"), 5)
+        assert b"assistant" in first
+        gate.set()
+        rest = await r.read()
+    assert b"[DONE]" in rest
+
+
+async def test_client_disconnect_cancels_the_upstream(upstream: Any, gateway: Any) -> None:
+    """A client that leaves mid-stream gets its upstream request cancelled within a second."""
+    up = await upstream("a")
+    up.queue(Reply(frames=chat_frames(["one", "two"]), stall_after=2))
+    gw = await gateway([target(up)])
+    async with aiohttp.ClientSession() as http:
+        r = await http.post(
+            gw.base_url + "/chat/completions", json={"model": "m", "stream": True, "messages": []}
+        )
+        await asyncio.wait_for(r.content.readuntil(b"\n\n"), 5)
+        r.close()
+    await asyncio.wait_for(up.cancelled.wait(), 1.0)
