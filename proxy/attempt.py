@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-import orjson
 from aiohttp import web
 
 from policies.routing import LaneView
 from policies.taxonomy import Stage, UpstreamOutcome
+from proxy.config import Target
 from proxy.failures import UpstreamFailure
 from proxy.fleet import Lease
-from proxy.headers import client_headers, upstream_headers
+from proxy.headers import upstream_headers
 from proxy.run import Run
-from proxy.streaming import is_event_stream, serve_stream
 from proxy.upstream import UpstreamRequest, UpstreamResponse
 
 ERROR_BODY_LIMIT = 64 * 1024
@@ -43,17 +43,38 @@ Skipped = None  # the breaker refused the lease after the decision (a race): cho
 AttemptResult = Served | Failed | None
 
 
-def upstream_request(run: Run, view: LaneView, model: str) -> UpstreamRequest:
+class Leg(Protocol):
+    """What one logical upstream request sends and does with a 2xx answer: the client's own
+    request, or a continuation of an interrupted stream."""
+
+    continuation: bool
+
+    def body_for(self, target: Target, model: str) -> bytes: ...
+
+    async def on_stream(self, run: Run, lease: Lease, resp: UpstreamResponse) -> web.StreamResponse:
+        """Serve an SSE answer (success is already recorded)."""
+
+    async def on_body(
+        self, run: Run, lease: Lease, resp: UpstreamResponse, body: bytes
+    ) -> web.StreamResponse:
+        """Serve a complete (non-streamed) answer."""
+
+
+def is_event_stream(headers: Mapping[str, str]) -> bool:
+    return headers.get("Content-Type", "").lower().startswith("text/event-stream")
+
+
+def upstream_request(run: Run, view: LaneView, model: str, leg: Leg) -> UpstreamRequest:
     target = run.gw.fleet.targets[view.target_id].config
     streams = run.gw.config.streams
     timeouts = target.timeouts
     key = target.keys[view.key_index]
-    stream = run.creq.stream
+    stream = run.creq.stream or leg.continuation
     return UpstreamRequest(
         target_id=target.id,
         url=target.base_url + run.creq.endpoint.path,
         headers=upstream_headers(run.http.headers, key, target.headers),
-        body=run.creq.body_for(model),
+        body=leg.body_for(target, model),
         connect_timeout_s=timeouts.connect_s or streams.connect_timeout_s,
         # a non-streaming answer's headers arrive with its whole body: minutes are normal
         first_byte_timeout_s=(timeouts.first_byte_s or streams.first_byte_timeout_s)
@@ -64,7 +85,7 @@ def upstream_request(run: Run, view: LaneView, model: str) -> UpstreamRequest:
     )
 
 
-async def attempt(run: Run, view: LaneView) -> AttemptResult:
+async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
     gw = run.gw
     model = view.upstream_model or run.creq.model
     started = gw.clock.monotonic()
@@ -73,7 +94,7 @@ async def attempt(run: Run, view: LaneView) -> AttemptResult:
         return Skipped
     settled = False
     try:
-        async with gw.require_upstream().open(upstream_request(run, view, model)) as resp:
+        async with gw.require_upstream().open(upstream_request(run, view, model, leg)) as resp:
             ttfb_s = gw.clock.monotonic() - started
             if resp.status >= 400:
                 body = await resp.read()
@@ -81,16 +102,16 @@ async def attempt(run: Run, view: LaneView) -> AttemptResult:
             gw.fleet.observe_headers(
                 lease, _lower(resp.headers), gw.clock.wall(), gw.clock.monotonic()
             )
-            if run.creq.stream and is_event_stream(resp.headers):
+            if is_event_stream(resp.headers):
                 gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
                 settled = True
                 run.note_attempt(lease, "ok", resp.status, ttfb_s)
-                return Served(await serve_stream(run, lease, resp))
+                return Served(await leg.on_stream(run, lease, resp))
             body = await resp.read()
             gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
             settled = True
             run.note_attempt(lease, "ok", resp.status, gw.clock.monotonic() - started)
-            return Served(_complete_response(run, lease, resp, body))
+            return Served(await leg.on_body(run, lease, resp, body))
     except UpstreamFailure as exc:
         if settled:
             raise
@@ -115,25 +136,4 @@ def _status_outcome(status: int, headers: Mapping[str, str], body: bytes) -> Ups
     )
 
 
-def _complete_response(run: Run, lease: Lease, resp: UpstreamResponse, body: bytes) -> web.Response:
-    run.record.usage = _usage_of(body)
-    run.account_usage(lease)
-    out = web.Response(status=resp.status, body=body)
-    for name, value in client_headers(resp.headers.items()):
-        out.headers.add(name, value)
-    out.headers.update(run.sidestep_headers(lease))
-    return out
-
-
-def _usage_of(body: bytes) -> dict[str, object] | None:
-    if b'"usage"' not in body:
-        return None
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    usage = doc.get("usage") if isinstance(doc, dict) else None
-    return usage if isinstance(usage, dict) else None
-
-
-__all__ = ["AttemptResult", "Failed", "Served", "attempt"]
+__all__ = ["AttemptResult", "Failed", "Leg", "Served", "attempt", "is_event_stream"]

@@ -28,6 +28,14 @@ class FailedOver:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamResumed:
+    request_id: str
+    from_target: str
+    to_target: str
+    reason: str  # why the previous segment ended (``relay.Ending`` value)
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptFinished:
     request_id: str
     target_id: str

@@ -19,7 +19,7 @@ from policies.retry import Step
 from policies.routing import Decision, Exclusion, LaneView, choose
 from policies.taxonomy import ErrorClass, UpstreamOutcome
 from proxy.admission import Rejected
-from proxy.attempt import Failed, Served, attempt
+from proxy.attempt import Failed, Leg, Served, attempt
 from proxy.errors import error_body, error_response
 from proxy.events import FailedOver
 from proxy.headers import client_headers
@@ -29,7 +29,10 @@ from proxy.scrub import scrub, scrub_text
 MAX_DECISIONS_KEPT = 8
 
 
-async def forward(run: Run) -> web.StreamResponse:
+async def route(run: Run, leg: Leg) -> web.StreamResponse | None:
+    """Run ``leg`` until a lane serves it. For the client's own request, a response always
+    comes back (the upstream's error or ours); a continuation leg gets None when no lane can
+    continue — its upstream errors are never shown to the client, the interruption is."""
     gw = run.gw
     forced: LaneView | None = None
     previous: str | None = None
@@ -38,10 +41,10 @@ async def forward(run: Run) -> web.StreamResponse:
         picked = forced or await _pick(run, last)
         forced = None
         if isinstance(picked, web.StreamResponse):
-            return picked
+            return None if leg.continuation else picked
         if previous is not None and picked.target_id != previous:
             _failed_over(run, previous, picked.target_id, last)
-        result = await attempt(run, picked)
+        result = await attempt(run, picked, leg)
         if isinstance(result, Served):
             return result.response
         if result is None:
@@ -52,7 +55,9 @@ async def forward(run: Run) -> web.StreamResponse:
         _apply(run, picked, result, plan)
         last = (result, plan)
         if plan.step.step is Step.RETURN:
-            return _upstream_answer(run, result, plan)
+            if not leg.continuation:
+                return _upstream_answer(run, result, plan)
+            run.failed_lanes.add(picked.lane_id)  # e.g. a model that refuses the prefill
         if plan.retries_here:
             run.retries[picked.lane_id] = run.retries.get(picked.lane_id, 0) + 1
             await gw.clock.sleep(plan.step.delay_s)

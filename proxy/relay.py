@@ -28,6 +28,7 @@ class Verdict(Enum):
     DONE = "done"  # ``data: [DONE]``, held back for the caller to write last
     ERROR = "error"  # an in-band upstream error event
     END = "end"  # a terminal event that is itself forwarded (Responses API)
+    REPLACE = "replace"  # forward ``inspector.replacement`` instead (stitched continuations)
 
 
 class Ending(Enum):
@@ -48,6 +49,7 @@ class Ending(Enum):
 class Inspector(Protocol):
     finished: bool
     dropped: int
+    replacement: bytes | None
 
     def inspect(self, raw: bytes) -> Verdict: ...
 
@@ -64,6 +66,7 @@ class ChatInspector:
         self.usage: dict[str, Any] | None = None
         self.finished = False
         self.dropped = 0
+        self.replacement: bytes | None = None
         self.error: dict[str, Any] | None = None
 
     def inspect(self, raw: bytes) -> Verdict:
@@ -122,6 +125,7 @@ class ResponsesInspector:
     def __init__(self) -> None:
         self.finished = False
         self.dropped = 0
+        self.replacement: bytes | None = None
 
     def inspect(self, raw: bytes) -> Verdict:
         event = parse_event(raw)
@@ -156,44 +160,52 @@ async def relay_segment(
     """Relay events until the upstream ends or fails; ``[DONE]`` is not written (the caller
     writes the stream's end, after anything it must add)."""
     splitter = FrameSplitter()
-    chunks = 0
+    reads = 0
     try:
         async for chunk in upstream.chunks():
-            chunks += 1
+            reads += 1
             clean = splitter.pending == 0
-            frames = splitter.feed(chunk)
-            verdict, parts = _judge(frames, inspector)
-            if (
-                verdict is Verdict.FORWARD
-                and clean
-                and splitter.pending == 0
-                and len(parts) == len(frames)
-            ):
+            verdict, parts, untouched = _judge(splitter.feed(chunk), inspector)
+            if untouched and clean and splitter.pending == 0:
                 await out.write(chunk)  # the common case: forward the very bytes received
             elif parts:
                 await out.write(parts[0] if len(parts) == 1 else b"".join(parts))
             if verdict is not Verdict.FORWARD:
-                return SegmentResult(_ending_of(verdict), chunks, verdict is Verdict.DONE)
-    except IdleTimeout:
-        return SegmentResult(Ending.IDLE_TIMEOUT, chunks, False)
-    except StreamCut:
-        return SegmentResult(Ending.RESET, chunks, False)
+                return SegmentResult(_ending_of(verdict), reads, verdict is Verdict.DONE)
+    except StreamCut as exc:
+        if inspector.finished:  # the answer was complete; only the stream's end was lost
+            return SegmentResult(Ending.FINISHED_NO_DONE, reads, False)
+        ending = Ending.IDLE_TIMEOUT if isinstance(exc, IdleTimeout) else Ending.RESET
+        return SegmentResult(ending, reads, False)
+    verdict, parts, _ = _judge(splitter.close(), inspector)  # an event ended by EOF itself
+    if parts:
+        await out.write(b"".join(parts))
+    if verdict is not Verdict.FORWARD:
+        return SegmentResult(_ending_of(verdict), reads, verdict is Verdict.DONE)
     ending = Ending.FINISHED_NO_DONE if inspector.finished else Ending.NO_DONE
-    return SegmentResult(ending, chunks, False)
+    return SegmentResult(ending, reads, False)
 
 
-def _judge(frames: list[bytes], inspector: Inspector) -> tuple[Verdict, list[bytes]]:
+def _judge(frames: list[bytes], inspector: Inspector) -> tuple[Verdict, list[bytes], bool]:
+    """Inspect ``frames`` in order: (verdict that stopped the segment or FORWARD, the bytes to
+    write, whether they are exactly the frames received)."""
     parts: list[bytes] = []
+    untouched = True
     for raw in frames:
         verdict = inspector.inspect(raw)
         if verdict is Verdict.FORWARD:
             parts.append(raw)
+            continue
+        untouched = False
+        if verdict is Verdict.REPLACE:
+            if inspector.replacement:
+                parts.append(inspector.replacement)
         elif verdict is Verdict.END:
             parts.append(raw)
-            return verdict, parts
+            return verdict, parts, False
         elif verdict is not Verdict.DROP:
-            return verdict, parts
-    return Verdict.FORWARD, parts
+            return verdict, parts, False
+    return Verdict.FORWARD, parts, untouched
 
 
 def _ending_of(verdict: Verdict) -> Ending:

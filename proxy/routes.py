@@ -11,9 +11,10 @@ import orjson
 from aiohttp import web
 
 from policies.routing import RequestFeatures, choose
-from proxy.forward import forward
+from proxy.forward import route
 from proxy.gateway import GATEWAY, Gateway
 from proxy.inbound import Endpoint, read_client_request
+from proxy.legs import InitialLeg
 from proxy.record import RequestFinished
 from proxy.run import Run
 
@@ -37,7 +38,8 @@ def proxy_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.S
         )
         run = Run(gw, creq, request)
         try:
-            response = await forward(run)
+            response = await route(run, InitialLeg(run))
+            assert response is not None, "the client's own leg always gets a response"
             if run.record.outcome == "pending":
                 run.record.outcome = "ok" if response.status < 400 else "upstream_error"
             run.record.status = run.record.status or response.status

@@ -2,30 +2,23 @@
 
 A stream ends for the client in exactly one of two ways: ``data: [DONE]`` (chat and
 completions; the Responses API ends with its own terminal event), or — when the upstream
-broke off mid-answer and the stream could not be completed — one OpenAI-shaped error event,
-so the SDK raises instead of reporting half an answer as success.
+broke off mid-answer and the stitcher could not complete it — one error event, so the SDK
+raises instead of reporting half an answer as success.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
+import orjson
 from aiohttp import web
 
-from proxy.errors import stream_error_frame
+from proxy.errors import error_body, stream_error_frame
 from proxy.fleet import Lease
 from proxy.headers import client_headers
 from proxy.inbound import Endpoint
 from proxy.record import SegmentRecord
-from proxy.relay import (
-    ChatInspector,
-    Ending,
-    Inspector,
-    ResponsesInspector,
-    SegmentResult,
-    relay_segment,
-)
+from proxy.relay import ChatInspector, Inspector, ResponsesInspector, SegmentResult, relay_segment
 from proxy.run import Run
+from proxy.stitcher import Stitch, resume
 from proxy.upstream import UpstreamResponse
 
 DONE = b"data: [DONE]\n\n"
@@ -34,10 +27,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-
-
-def is_event_stream(headers: Mapping[str, str]) -> bool:
-    return headers.get("Content-Type", "").lower().startswith("text/event-stream")
 
 
 def inspector_for(endpoint: Endpoint) -> Inspector:
@@ -55,42 +44,84 @@ async def serve_stream(run: Run, lease: Lease, resp: UpstreamResponse) -> web.St
     run.record.ttft_s = round(run.gw.clock.monotonic() - run.started, 6)
     inspector = inspector_for(run.creq.endpoint)
     result = await relay_segment(resp, out, inspector)
-    _note_segment(run, lease, inspector, result)
-    await _finish(run, lease, out, inspector, result)
+    if isinstance(inspector, ChatInspector):
+        stitch = Stitch(run, out, lease, inspector, result)
+        result = await resume(stitch, result) if result.ending.interrupted else result
+        await _finish_chat(run, out, stitch, result)
+    else:
+        _note_plain_segment(run, lease, result)
+        await _finish_plain(run, lease, out, result)
+    await out.write_eof()
     return out
 
 
-def _note_segment(run: Run, lease: Lease, inspector: Inspector, result: SegmentResult) -> None:
-    chars = 0
-    if isinstance(inspector, ChatInspector):
-        chars = sum(t.chars for t in inspector.transcripts.values())
-        run.record.usage = inspector.usage
+async def _finish_chat(
+    run: Run, out: web.StreamResponse, stitch: Stitch, result: SegmentResult
+) -> None:
+    if result.ending.interrupted:
+        run.record.outcome = "upstream_error"
+        run.record.error = f"stream interrupted: {stitch.gave_up}"
+        await out.write(
+            stream_error_frame(
+                f"the upstream stream was interrupted and could not be completed: {stitch.gave_up}"
+            )
+        )
+        return
+    run.record.outcome = "ok"
+    if stitch.usage_frame is not None:
+        await out.write(stitch.usage_frame)
+    if run.gw.config.streams.provenance_comment and run.record.resumes:
+        await out.write(_provenance(run))
+    await out.write(DONE)
+
+
+def _provenance(run: Run) -> bytes:
+    segments = [
+        {
+            "target": s.target,
+            "model": s.model,
+            "chars": [s.start_char, s.end_char],
+            "ended": s.ended,
+        }
+        for s in run.record.segments
+    ]
+    return (
+        b": sidestep "
+        + orjson.dumps({"request_id": run.creq.request_id, "segments": segments})
+        + b"\n\n"
+    )
+
+
+def _note_plain_segment(run: Run, lease: Lease, result: SegmentResult) -> None:
     run.record.segments.append(
         SegmentRecord(
-            lease.runtime.config.id, lease.model, 0, chars, result.chunks, result.ending.value
+            lease.runtime.config.id, lease.model, 0, 0, result.chunks, result.ending.value
         )
     )
 
 
-async def _finish(
-    run: Run, lease: Lease, out: web.StreamResponse, inspector: Inspector, result: SegmentResult
+async def _finish_plain(
+    run: Run, lease: Lease, out: web.StreamResponse, result: SegmentResult
 ) -> None:
-    if result.ending.interrupted:
-        run.gw.fleet.interrupted(lease, run.gw.clock.monotonic())
-        run.record.outcome = "upstream_error"
-        run.record.error = f"stream interrupted: {result.ending.value}"
-        await out.write(
-            stream_error_frame(
-                f"the upstream stream from {lease.runtime.config.id} was interrupted "
-                f"({result.ending.value}) and could not be completed"
-            )
-        )
-    else:
-        run.account_usage(lease)
+    """Responses API and legacy completions streams are not stitched (see README): an
+    interruption ends them with one error event."""
+    if not result.ending.interrupted:
         run.record.outcome = "ok"
         if run.creq.endpoint is not Endpoint.RESPONSES:
             await out.write(DONE)
-    await out.write_eof()
+        return
+    run.gw.fleet.interrupted(lease, run.gw.clock.monotonic())
+    run.record.outcome = "upstream_error"
+    run.record.error = f"stream interrupted: {result.ending.value}"
+    target, why = lease.runtime.config.id, result.ending.value
+    message = f"the upstream stream from {target} was interrupted ({why})"
+    if run.creq.endpoint is Endpoint.RESPONSES:
+        frame = orjson.dumps(
+            {"type": "error", "code": "stream_interrupted", "message": message, "param": None}
+        )
+        await out.write(b"event: error\ndata: " + frame + b"\n\n")
+    else:
+        await out.write(stream_error_frame(message))
 
 
-__all__ = ["DONE", "Ending", "inspector_for", "is_event_stream", "serve_stream"]
+__all__ = ["DONE", "error_body", "inspector_for", "serve_stream"]

@@ -1,0 +1,239 @@
+"""The stream stitcher: when a chat stream breaks off after its first byte, continue the
+generation on the same or another target and splice it into the same client stream.
+
+The confirmed output lives in an append-only ``Transcript`` (O(1) per chunk). On an
+interruption the stitcher asks the router for a lane — through the same retry/failover loop
+as any request, as a continuation ``Leg`` — sends the original request plus the partial
+answer (as an assistant prefill where the target supports it, else with a short instruction
+to continue), and relays the continuation through ``ContinuationInspector``: same ``id`` and
+``created`` as the first chunk, no second role delta, the overlap a model repeats trimmed,
+usage summed over segments, exactly one finish_reason and one ``[DONE]``.
+
+Not stitched (an error event instead): a stream interrupted inside a tool call (arguments
+would be corrupted), ``n > 1``, ``streams.resume: false``, ``x-sidestep-resume: off``, and
+more than ``streams.max_resumes`` interruptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from policies.sse import data_payload, parse_event
+from policies.stitch import (
+    ChunkRewriter,
+    OverlapTrimmer,
+    Transcript,
+    chunk_info,
+    continuation_request,
+    merge_usage,
+)
+from proxy.config import Target
+from proxy.events import StreamResumed
+from proxy.fleet import Lease
+from proxy.forward import route
+from proxy.inbound import Endpoint
+from proxy.record import SegmentRecord
+from proxy.relay import ChatInspector, Ending, SegmentResult, Verdict, relay_segment
+from proxy.run import Run
+from proxy.upstream import UpstreamResponse
+
+TAIL_CHARS = 400  # how much confirmed text the overlap trimmer compares against
+
+
+class Stitch:
+    """One chat stream being kept whole across segments."""
+
+    def __init__(
+        self,
+        run: Run,
+        out: web.StreamResponse,
+        lease: Lease,
+        first: ChatInspector,
+        result: SegmentResult,
+    ) -> None:
+        self.run = run
+        self.out = out
+        self.lease = lease
+        self.transcript = first.transcripts.get(0) or Transcript()
+        self.first = first
+        self.rewriter: ChunkRewriter | None = None
+        if first.first_id is not None and first.first_created is not None:
+            self.rewriter = ChunkRewriter(first.first_id, first.first_created, 0)
+        self.usages: list[dict[str, Any] | None] = [first.usage]
+        options = run.creq.obj.get("stream_options")
+        self.wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        self.usage_frame: bytes | None = None
+        self.gave_up = ""
+        self.interrupted: dict[str, int] = {}
+        self._note(lease, result, 0, self.transcript.chars)
+
+    def _note(self, lease: Lease, result: SegmentResult, start: int, end: int) -> None:
+        self.run.record.segments.append(
+            SegmentRecord(
+                lease.runtime.config.id, lease.model, start, end, result.chunks, result.ending.value
+            )
+        )
+        if result.ending.interrupted and self.usages[-1] is None:
+            self.usages[-1] = {
+                "completion_tokens": max(0, end - start) // 4
+            }  # estimate: ~4 chars/token
+
+    def cannot_resume(self) -> str | None:
+        run = self.run
+        streams = run.gw.config.streams
+        if not streams.resume:
+            return "resume is off (streams.resume: false)"
+        if run.http.headers.get("x-sidestep-resume", "").strip().lower() == "off":
+            return "resume is off for this request (x-sidestep-resume: off)"
+        if run.creq.endpoint is not Endpoint.CHAT or len(self.first.transcripts) > 1:
+            return "only single-choice chat streams can be resumed"
+        if self.transcript.tool_calls():
+            return "interrupted inside a tool call; resuming could corrupt its arguments"
+        if run.record.resumes >= streams.max_resumes:
+            return f"gave up after {run.record.resumes} resume(s) (streams.max_resumes)"
+        return None
+
+
+async def resume(stitch: Stitch, result: SegmentResult) -> SegmentResult:
+    """Continue the interrupted stream until it completes or cannot be continued; returns the
+    last segment's result (interrupted when the stitcher gave up, ``stitch.gave_up`` says why)."""
+    run = stitch.run
+    while result.ending.interrupted:
+        now = run.gw.clock.monotonic()
+        lease = stitch.lease
+        run.gw.fleet.interrupted(lease, now)
+        lane = f"{lease.runtime.config.id}#{lease.key_index}"
+        stitch.interrupted[lane] = stitch.interrupted.get(lane, 0) + 1
+        if stitch.interrupted[lane] > 1:  # the same lane twice: leave it for this request
+            run.failed_lanes.add(lane)
+        why = stitch.cannot_resume()
+        if why is not None:
+            stitch.gave_up = f"{result.ending.value}; {why}"
+            return result
+        run.record.resumes += 1
+        run.session_target = lease.runtime.config.id  # prefer the same target while it is eligible
+        run.targets_tried.clear()
+        leg = ContinuationLeg(stitch, result.ending)
+        await route(run, leg)
+        if leg.result is None:
+            stitch.gave_up = f"{result.ending.value}; no target could continue the stream"
+            return result
+        result = leg.result
+    return result
+
+
+class ContinuationLeg:
+    """A continuation request for ``stitch``; ``result`` is set once a segment was relayed."""
+
+    continuation = True
+
+    def __init__(self, stitch: Stitch, reason: Ending) -> None:
+        self.stitch = stitch
+        self.reason = reason
+        self.result: SegmentResult | None = None
+
+    def body_for(self, target: Target, model: str) -> bytes:
+        stitch = self.stitch
+        body = continuation_request(
+            stitch.run.creq.obj,
+            stitch.transcript,
+            prefill=target.prefill,
+            produced_tokens=stitch.transcript.chars // 4,
+        )
+        body["model"] = model
+        return orjson.dumps(body)
+
+    async def on_stream(self, run: Run, lease: Lease, resp: UpstreamResponse) -> web.StreamResponse:
+        stitch = self.stitch
+        previous = stitch.lease.runtime.config.id
+        start = stitch.transcript.chars
+        inspector = ContinuationInspector(stitch)
+        run.gw.events.emit(
+            StreamResumed(run.creq.request_id, previous, lease.runtime.config.id, self.reason.value)
+        )
+        result = await relay_segment(resp, stitch.out, inspector)
+        stitch.lease = lease
+        stitch.usages.append(inspector.usage)
+        stitch._note(lease, result, start, stitch.transcript.chars)
+        if (
+            not result.ending.interrupted
+            and stitch.wants_usage
+            and inspector.usage_chunk is not None
+        ):
+            stitch.usage_frame = inspector.final_usage_frame()
+        self.result = result
+        return stitch.out
+
+    async def on_body(
+        self, run: Run, lease: Lease, resp: UpstreamResponse, body: bytes
+    ) -> web.StreamResponse:
+        self.result = SegmentResult(
+            Ending.NO_DONE, 0, False
+        )  # a non-stream answer cannot be spliced
+        return self.stitch.out
+
+
+class ContinuationInspector:
+    """Rewrites a continuation's chunks into the client's stream (see the module docstring)."""
+
+    def __init__(self, stitch: Stitch) -> None:
+        self.stitch = stitch
+        text = stitch.transcript.text()
+        self.trimmer = OverlapTrimmer(text[-TAIL_CHARS:], whole=text)
+        self.finished = False
+        self.dropped = 0
+        self.replacement: bytes | None = None
+        self.usage: dict[str, Any] | None = None
+        self.usage_chunk: dict[str, Any] | None = None
+
+    def inspect(self, raw: bytes) -> Verdict:
+        payload = data_payload(raw)
+        if payload is None:
+            event = parse_event(raw)
+            return (
+                Verdict.ERROR if event is not None and event.event == "error" else Verdict.FORWARD
+            )
+        if payload.startswith(b"[DONE]"):
+            return Verdict.DONE
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.dropped += 1
+            return Verdict.DROP
+        if not isinstance(obj, dict):
+            self.dropped += 1
+            return Verdict.DROP
+        if obj.get("error"):
+            return Verdict.ERROR
+        return self._rewrite(obj)
+
+    def _rewrite(self, obj: dict[str, Any]) -> Verdict:
+        info = chunk_info(obj)
+        if info.usage:
+            self.usage = info.usage
+        if not obj.get("choices"):
+            if info.usage:
+                self.usage_chunk = obj  # re-emitted at the end with the summed usage
+            return Verdict.DROP
+        text = self.trimmer.feed(info.text)
+        if info.finish_reason:
+            text += self.trimmer.finish()
+            self.finished = True
+        if text:
+            self.stitch.transcript.add_text(text)
+        stitch = self.stitch
+        if stitch.rewriter is None:
+            stitch.rewriter = ChunkRewriter(info.id or "chatcmpl-sidestep", info.created or 0, 0)
+        chunk = {k: v for k, v in obj.items() if k != "usage"} if "usage" in obj else obj
+        self.replacement = stitch.rewriter.rewrite(chunk, text)
+        return Verdict.REPLACE
+
+    def final_usage_frame(self) -> bytes | None:
+        stitch = self.stitch
+        merged = merge_usage(stitch.usages)
+        if merged is None or self.usage_chunk is None or stitch.rewriter is None:
+            return None
+        return stitch.rewriter.rewrite(self.usage_chunk, "", usage=merged)
