@@ -77,9 +77,8 @@ class Stitch:
             )
         )
         if result.ending.interrupted and self.usages[-1] is None:
-            self.usages[-1] = {
-                "completion_tokens": max(0, end - start) // 4
-            }  # estimate: ~4 chars/token
+            estimate = max(0, end - start) // 4  # unreported: ~4 characters a token
+            self.usages[-1] = {"completion_tokens": estimate, "total_tokens": estimate}
 
     def cannot_resume(self) -> str | None:
         run = self.run
@@ -99,30 +98,42 @@ class Stitch:
 
 async def resume(stitch: Stitch, result: SegmentResult) -> SegmentResult:
     """Continue the interrupted stream until it completes or cannot be continued; returns the
-    last segment's result (interrupted when the stitcher gave up, ``stitch.gave_up`` says why)."""
+    last segment's result (interrupted when the stitcher gave up, ``stitch.gave_up`` says why).
+
+    The interrupted lane is left out of the continuation while another lane can take it; it
+    is used again only when it is the sole lane left (a single-provider setup), and never
+    after it broke off twice in one request.
+    """
     run = stitch.run
     while result.ending.interrupted:
-        now = run.gw.clock.monotonic()
         lease = stitch.lease
-        run.gw.fleet.interrupted(lease, now)
+        run.gw.fleet.interrupted(lease, run.gw.clock.monotonic())
         lane = f"{lease.runtime.config.id}#{lease.key_index}"
         stitch.interrupted[lane] = stitch.interrupted.get(lane, 0) + 1
-        if stitch.interrupted[lane] > 1:  # the same lane twice: leave it for this request
-            run.failed_lanes.add(lane)
         why = stitch.cannot_resume()
         if why is not None:
             stitch.gave_up = f"{result.ending.value}; {why}"
             return result
         run.record.resumes += 1
-        run.session_target = lease.runtime.config.id  # prefer the same target while it is eligible
-        run.targets_tried.clear()
-        leg = ContinuationLeg(stitch, result.ending)
-        await route(run, leg)
+        run.failed_lanes.add(lane)
+        leg = await _continue(stitch, result.ending)
+        if leg.result is None and stitch.interrupted[lane] == 1:
+            run.failed_lanes.discard(lane)  # nothing else can continue it: try the same lane
+            leg = await _continue(stitch, result.ending)
         if leg.result is None:
             stitch.gave_up = f"{result.ending.value}; no target could continue the stream"
             return result
         result = leg.result
     return result
+
+
+async def _continue(stitch: Stitch, reason: Ending) -> ContinuationLeg:
+    run = stitch.run
+    run.targets_tried.clear()
+    run.retries.clear()
+    leg = ContinuationLeg(stitch, reason)
+    await route(run, leg)
+    return leg
 
 
 class ContinuationLeg:

@@ -1,0 +1,269 @@
+"""Issue 4: an interrupted stream is continued and spliced so the client sees one clean stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import openai
+import orjson
+import pytest
+
+from proxy.simulator import Behaviour, canonical_text
+from tests.conftest import target
+from tests.fakes import Reply, chat_frames, error
+
+PROMPT = "tell me a story"
+WORDS = 30
+TEXT = canonical_text(PROMPT, WORDS)
+PIECES = [w + " " for w in TEXT.split(" ")[:-1]] + [TEXT.split(" ")[-1]]
+MESSAGES = [{"role": "user", "content": PROMPT}]
+
+
+def cutter(cut_after: int) -> Behaviour:
+    return Behaviour("cut", words=WORDS, cut_stream_every=1, cut_after_chunks=cut_after)
+
+
+async def stream_text(gw: Any, **kwargs: Any) -> tuple[str, list[Any]]:
+    """Stream through the SDK; the joined text and every chunk."""
+    stream = await gw.openai().chat.completions.create(
+        model="m", stream=True, messages=MESSAGES, **kwargs
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return text, chunks
+
+
+async def two_targets(
+    upstream: Any, gateway: Any, first: Behaviour, **sections: Any
+) -> tuple[Any, Any, Any]:
+    a = await upstream("a", behaviour=first)
+    b = await upstream("b", behaviour=Behaviour("b", words=WORDS))
+    gw = await gateway([target(a, priority=10), target(b)], **sections)
+    return a, b, gw
+
+
+@pytest.mark.parametrize("cut_after", [1, WORDS // 2, WORDS - 1])
+async def test_cut_stream_completes_on_another_target_with_the_exact_text(
+    upstream: Any, gateway: Any, cut_after: int
+) -> None:
+    """A stream reset at the first, middle or last chunk reads exactly like an uncut one."""
+    a, b, gw = await two_targets(upstream, gateway, cutter(cut_after))
+    text, chunks = await stream_text(gw)
+    assert text == TEXT
+    assert {c.id for c in chunks} == {chunks[0].id}
+    assert {c.created for c in chunks} == {chunks[0].created}
+    assert sum(1 for c in chunks if c.choices and c.choices[0].finish_reason) == 1
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1
+    assert a.calls == 1 and b.calls == 1
+    assert b.seen[0].body["messages"][-1]["content"].startswith("Continue exactly")
+
+
+async def test_stream_is_resumed_on_the_same_target_when_it_is_the_only_one(
+    upstream: Any, gateway: Any
+) -> None:
+    """With a single provider, the continuation goes back to it and the answer completes."""
+    only = await upstream(
+        "only", behaviour=Behaviour("only", words=WORDS, cut_stream_every=1, cut_after_chunks=20)
+    )
+    gw = await gateway([target(only)])
+    text, _ = await stream_text(gw)
+    assert text == TEXT
+    assert only.calls == 2  # the cut stream and its continuation (10 words left: not cut)
+
+
+async def test_prefill_target_gets_the_partial_answer_as_assistant_message(
+    upstream: Any, gateway: Any
+) -> None:
+    """A prefill-capable target is asked to continue the partial answer with no instruction."""
+    a = await upstream("a", behaviour=cutter(10))
+    b = await upstream("b", behaviour=Behaviour("b", words=WORDS))
+    gw = await gateway([target(a, priority=10), target(b, prefill=True)])
+    text, _ = await stream_text(gw)
+    assert text == TEXT
+    last = b.seen[0].body["messages"][-1]
+    assert last["role"] == "assistant" and last["content"] == "".join(PIECES[:10])
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(lambda frames: Reply(frames=frames, stall_after=8), id="stall"),
+        pytest.param(
+            lambda frames: Reply(
+                frames=[
+                    *frames[:8],
+                    b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n',
+                ]
+            ),
+            id="in-band-error",
+        ),
+        pytest.param(lambda frames: Reply(frames=frames[:8]), id="no-done"),
+        pytest.param(lambda frames: Reply(frames=frames, cut_after=8), id="reset"),
+    ],
+)
+async def test_each_kind_of_interruption_is_resumed(
+    upstream: Any, gateway: Any, broken: Any
+) -> None:
+    """Stalls, in-band errors, clean closes mid-answer and resets are all continued."""
+    a, b, gw = await two_targets(
+        upstream, gateway, Behaviour("a", words=WORDS), streams={"idle_timeout_s": 0.3}
+    )
+    a.queue(broken(chat_frames(PIECES, model="model-a")))
+    text, chunks = await stream_text(gw)
+    assert text == TEXT
+    assert b.calls == 1
+    assert {c.model for c in chunks} == {
+        "model-a",
+        "m",
+    }  # each chunk names the model that produced it
+
+
+async def test_finish_without_done_is_completed_not_resumed(upstream: Any, gateway: Any) -> None:
+    """A stream that delivered its finish_reason but lost [DONE] is finished for the client."""
+    a, b, gw = await two_targets(upstream, gateway, Behaviour("a", words=WORDS))
+    a.queue(Reply(frames=chat_frames(PIECES, done=False)))
+    text, _ = await stream_text(gw)
+    assert text == TEXT
+    assert b.calls == 0
+
+
+async def test_repeated_overlap_in_the_continuation_is_trimmed(upstream: Any, gateway: Any) -> None:
+    """A continuation that repeats the last words (or restarts) does not double them."""
+    _a, b, gw = await two_targets(upstream, gateway, cutter(12))
+    repeat = PIECES[9:]  # three words already sent, then the rest
+    b.queue(Reply(frames=chat_frames(repeat)))
+    text, _ = await stream_text(gw)
+    assert text == TEXT
+
+
+async def test_a_restart_from_the_beginning_is_trimmed(upstream: Any, gateway: Any) -> None:
+    """A continuation that starts the whole answer over does not duplicate it."""
+    _a, b, gw = await two_targets(upstream, gateway, cutter(12))
+    b.queue(Reply(frames=chat_frames(PIECES)))
+    text, _ = await stream_text(gw)
+    assert text == TEXT
+
+
+async def test_failed_continuation_moves_on_and_never_shows_its_error(
+    upstream: Any, gateway: Any
+) -> None:
+    """A continuation the next target rejects is retried elsewhere; the client sees one stream."""
+    a = await upstream("a", behaviour=cutter(10))
+    b = await upstream("b", behaviour=Behaviour("b", words=WORDS))
+    c = await upstream("c", behaviour=Behaviour("c", words=WORDS))
+    gw = await gateway([target(a, priority=10), target(b, priority=5), target(c)])
+    b.queue(error(400, "assistant prefill is not supported", "invalid_request_error"))
+    text, _ = await stream_text(gw)
+    assert text == TEXT
+    assert b.calls == 1 and c.calls == 1
+
+
+async def test_gives_up_after_max_resumes_with_a_clear_sdk_error(
+    upstream: Any, gateway: Any
+) -> None:
+    """Every continuation cut too → after max_resumes the SDK raises, never a silent half answer."""
+    a = await upstream(
+        "a", behaviour=Behaviour("a", words=WORDS, cut_stream_every=1, cut_after_chunks=3)
+    )
+    b = await upstream(
+        "b", behaviour=Behaviour("b", words=WORDS, cut_stream_every=1, cut_after_chunks=3)
+    )
+    gw = await gateway([target(a, priority=10), target(b)], streams={"max_resumes": 2})
+    with pytest.raises(openai.APIError, match="interrupted"):
+        await stream_text(gw)
+    assert a.calls + b.calls == 3
+
+
+@pytest.mark.parametrize("how", ["config", "header"])
+async def test_resume_can_be_switched_off(upstream: Any, gateway: Any, how: str) -> None:
+    """streams.resume: false or x-sidestep-resume: off → the clean error event at the first cut."""
+    sections = {"streams": {"resume": False}} if how == "config" else {}
+    _a, b, gw = await two_targets(upstream, gateway, cutter(5), **sections)
+    headers = {"x-sidestep-resume": "off"} if how == "header" else {}
+    with pytest.raises(openai.APIError, match="interrupted"):
+        await stream_text(gw, extra_headers=headers)
+    assert b.calls == 0
+
+
+async def test_usage_of_a_stitched_stream_sums_the_segments(upstream: Any, gateway: Any) -> None:
+    """With include_usage the one final usage chunk covers the whole answer."""
+    _a, _b, gw = await two_targets(upstream, gateway, cutter(10))
+    text, chunks = await stream_text(gw, stream_options={"include_usage": True})
+    assert text == TEXT
+    usages = [c.usage for c in chunks if c.usage]
+    assert len(usages) == 1
+    assert usages[0].completion_tokens >= WORDS - 10
+    assert usages[0].total_tokens == usages[0].prompt_tokens + usages[0].completion_tokens
+
+
+async def test_interrupted_tool_call_ends_with_an_error_not_broken_json(
+    upstream: Any, gateway: Any
+) -> None:
+    """A stream cut inside tool-call arguments ends in an SDK error; no corrupt arguments pass."""
+    a, b, gw = await two_targets(upstream, gateway, Behaviour("a", words=WORDS))
+    base = {"id": "chatcmpl-t", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    call = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "f", "arguments": '{"ci'},
+    }
+    frames = [
+        b"data: "
+        + orjson.dumps(
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [call]}}],
+            }
+        )
+        + b"\n\n",
+    ]
+    a.queue(Reply(frames=frames, cut_after=1))
+    with pytest.raises(openai.APIError, match="tool call"):
+        await stream_text(gw)
+    assert b.calls == 0
+
+
+async def test_malformed_data_lines_never_reach_the_client(upstream: Any, gateway: Any) -> None:
+    """Invalid JSON or binary garbage in a data line is dropped; the SDK parses every chunk."""
+    a, _b, gw = await two_targets(upstream, gateway, Behaviour("a", words=WORDS))
+    frames = chat_frames(PIECES)
+    frames.insert(3, b"data: {not json\n\n")
+    frames.insert(5, b"data: \xff\xfe\x00garbage\n\n")
+    a.queue(Reply(frames=frames))
+    text, _ = await stream_text(gw)
+    assert text == TEXT
+
+
+async def test_provenance_comment_records_each_segment(upstream: Any, gateway: Any) -> None:
+    """streams.provenance_comment ends a stitched stream with an SSE comment naming segments."""
+    _a, _b, gw = await two_targets(
+        upstream, gateway, cutter(10), streams={"provenance_comment": True}
+    )
+    body = {"model": "m", "stream": True, "messages": MESSAGES}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gw.base_url + "/chat/completions", json=body) as r,
+    ):
+        raw = await r.read()
+    comment = next(line for line in raw.split(b"\n") if line.startswith(b": sidestep "))
+    segments = orjson.loads(comment[len(b": sidestep ") :])["segments"]
+    assert [s["target"] for s in segments] == ["a", "b"]
+    assert segments[0]["ended"] == "reset"
+    assert raw.endswith(b"data: [DONE]\n\n") and raw.count(b"[DONE]") == 1
+
+
+async def test_twenty_thousand_chunk_stream_relays_completely(upstream: Any, gateway: Any) -> None:
+    """A 20,000-chunk stream passes through with the stitch buffer on, every chunk in order."""
+    a = await upstream("a")
+    words = [f"w{i} " for i in range(20_000)]
+    a.queue(Reply(frames=chat_frames(words)))
+    gw = await gateway([target(a)])
+    body = {"model": "m", "stream": True, "messages": MESSAGES}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gw.base_url + "/chat/completions", json=body) as r,
+    ):
+        raw = await r.read()
+    assert raw == b"".join(chat_frames(words))
