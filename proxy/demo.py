@@ -30,6 +30,7 @@ def demo_config(urls: dict[str, str], port: int) -> Config:
         {
             "listen": {"host": "127.0.0.1", "port": port},
             "cooldown": {"rate_limited_s": 5},
+            "streams": {"provenance_comment": True},
             "targets": [
                 {"id": name, "base_url": url, "models": ["*"], "priority": _PRIORITY.get(name, 0)}
                 for name, url in urls.items()
@@ -117,15 +118,18 @@ def _summarise(raw: bytes, stream: bool) -> str:
     if not stream:
         text = orjson.loads(raw)["choices"][0]["message"]["content"]
         return f'"{text[:40]}..."'
-    words = 0
+    words, segments = 0, None
     for line in raw.split(b"\n"):
+        if line.startswith(b": sidestep "):
+            segments = orjson.loads(line[len(b": sidestep ") :])["segments"]
         if line.startswith(b"data: {"):
             doc = orjson.loads(line[6:])
             if "error" in doc:
                 return f"stream ended with an error: {doc['error']['message'][:60]}"
             if doc.get("choices") and doc["choices"][0]["delta"].get("content"):
                 words += 1
-    return f"stream complete, {words} chunks"
-
-
-__all__ = ["run_demo"]
+    summary = f"stream complete, {words} chunks"
+    if segments:
+        path = " -> ".join(f"{s['target']} ({s['ended']})" for s in segments)
+        summary += f", stitched: {path}"
+    return summary
