@@ -142,6 +142,10 @@ class Cooldowns(Generic[K]):
         """Entries held, including ended ones not yet dropped by :meth:`expire`."""
         return len(self._entries)
 
+    def active_keys(self) -> list[K]:
+        """Keys with an entry (ended ones included until :meth:`expire` drops them)."""
+        return list(self._entries)
+
     def set(self, key: K, until: float, reason: ErrorClass) -> CooldownSet[K]:
         """Keep ``key`` out until ``until`` (monotonic seconds) unless it is already out
         until later, in which case the existing cooldown and its reason stand."""

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from proxy.admin import add_admin_routes
 from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.gateway import GATEWAY, Gateway
@@ -32,6 +33,7 @@ def make_app(
     app[GATEWAY] = gw
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
     add_routes(app)
+    add_admin_routes(app)
     return app
 
 

@@ -210,3 +210,55 @@ class Fleet:
 
 def _live(until: float | None, now: float) -> float | None:
     return until if until is not None and until > now else None
+
+
+class OperatorAction:
+    """Operator commands on one target (admin API / CLI); each returns the events it caused."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    DRAIN = "drain"
+    DISABLE = "disable"
+    ENABLE = "enable"
+    RESET = "reset"
+    ALL = (PAUSE, RESUME, DRAIN, DISABLE, ENABLE, RESET)
+
+
+_OPERATOR_STATES = {
+    OperatorAction.PAUSE: OperatorState.PAUSED,
+    OperatorAction.RESUME: OperatorState.ACTIVE,
+    OperatorAction.DRAIN: OperatorState.DRAINING,
+    OperatorAction.DISABLE: OperatorState.DISABLED,
+    OperatorAction.ENABLE: OperatorState.ACTIVE,
+}
+
+
+def operate(fleet: Fleet, target_id: str, action: str, now: float) -> list[object]:
+    """Apply ``action`` to ``target_id``; ``reset`` closes its breakers and clears its
+    cooldowns, key disables and upstream-reported exhaustion."""
+    rt = fleet.targets[target_id]
+    events: list[object] = []
+    if action == OperatorAction.RESET:
+        for lane, breaker in fleet.breakers.items():
+            if lane[0] == target_id:
+                events.extend(breaker.reset(now))
+        for key in fleet.cooldowns.active_keys():
+            if key[0] == target_id:
+                cleared = fleet.cooldowns.clear(key)
+                if cleared is not None:
+                    events.append(cleared)
+        rt.key_disabled.clear()
+        rt.exhausted_until.clear()
+    else:
+        rt.operator = _OPERATOR_STATES[action]
+    events.append(TargetOperated(target_id, action, rt.operator.value, now))
+    fleet.events.emit_all(events)
+    return events
+
+
+@dataclass(frozen=True, slots=True)
+class TargetOperated:
+    target_id: str
+    action: str
+    state: str
+    at: float

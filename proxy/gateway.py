@@ -5,7 +5,9 @@ clock, event bus, admission. Handlers reach it through ``GATEWAY``; tests build 
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -15,6 +17,7 @@ from proxy.clock import Clock
 from proxy.config import Config
 from proxy.events import EventBus
 from proxy.fleet import Fleet
+from proxy.record import RequestFinished, RequestRecord
 from proxy.upstream import Upstream
 
 
@@ -41,11 +44,13 @@ class Gateway:
     started: float = 0.0
     secrets: tuple[bytes, ...] = ()
     affinity: Affinity = field(default_factory=Affinity)
+    recent: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
+    reload_status: dict[str, Any] = field(default_factory=lambda: {"result": "none"})
 
     @classmethod
     def build(cls, config: Config, *, clock: Clock, rng: random.Random | None = None) -> Gateway:
         events = EventBus()
-        return cls(
+        gw = cls(
             config=config,
             clock=clock,
             events=events,
@@ -55,10 +60,18 @@ class Gateway:
             started=clock.monotonic(),
             secrets=config_secrets(config),
         )
+        events.subscribe(gw._remember)
+        return gw
+
+    def _remember(self, event: object) -> None:
+        if isinstance(event, RequestFinished):
+            self.recent.append(event.record)
 
     def require_upstream(self) -> Upstream:
         assert self.upstream is not None, "the upstream seam is set up at app startup"
         return self.upstream
 
+
+RECENT_REQUESTS = 256
 
 GATEWAY = web.AppKey("gateway", Gateway)

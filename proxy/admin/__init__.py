@@ -1,0 +1,20 @@
+"""The operator API under ``/admin/``: JSON only, never a secret in a response.
+
+Access (``guard.py``): with ``admin.token`` (or ``SIDESTEP_ADMIN_TOKEN``) set, a matching
+``Authorization: Bearer`` header is required (constant-time compare); without a token the API
+answers only connections from loopback. Each module here adds its own routes.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.admin import guard, status
+
+
+def add_admin_routes(app: web.Application) -> None:
+    app.router.add_routes(status.routes)
+    app.middlewares.append(guard.admin_guard)
+
+
+__all__ = ["add_admin_routes", "guard"]

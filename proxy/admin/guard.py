@@ -1,0 +1,46 @@
+"""Who may use the admin API: a bearer token when one is configured, else loopback only."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from proxy.errors import error_response
+from proxy.gateway import GATEWAY
+
+ADMIN_PREFIXES = ("/admin/", "/webhook/")
+
+
+def is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(ADMIN_PREFIXES):
+        return await handler(request)
+    token = request.app[GATEWAY].config.admin.token
+    if token is None:
+        if not is_loopback(request.remote):
+            return error_response(
+                403,
+                "the admin API answers only loopback clients when no admin token is configured",
+                "permission_error",
+                code="admin_loopback_only",
+            )
+        return await handler(request)
+    auth = request.headers.get("Authorization", "")
+    given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
+    if not hmac.compare_digest(given, token.get_secret_value().encode()):
+        return error_response(
+            401, "missing or wrong admin token", "authentication_error", code="invalid_admin_token"
+        )
+    return await handler(request)
