@@ -21,6 +21,7 @@ Subscriber = Callable[[object], None]
 @dataclass(frozen=True, slots=True)
 class FailedOver:
     request_id: str
+    session: str | None
     from_target: str
     to_target: str
     reason: str
@@ -42,6 +43,30 @@ class AttemptFinished:
     error_class: str  # "ok" on success
     status: int | None
     latency_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitObserved:
+    """An upstream response reported its remaining budget (``x-ratelimit-remaining-*``)."""
+
+    target_id: str
+    key_index: int
+    remaining_requests: int | None
+    remaining_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRejected:
+    request_id: str
+    reason: str  # queue_full | queue_timeout | no_target
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigReloaded:
+    result: str  # ok | error | unchanged
+    source: str | None
+    detail: dict[str, object]
+    at_wall: float
 
 
 @dataclass(frozen=True, slots=True)

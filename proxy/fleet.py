@@ -22,7 +22,7 @@ from policies.settings import BreakerSettings
 from policies.taxonomy import BreakerEffect
 from proxy.budget import KeyBudget
 from proxy.config import Target
-from proxy.events import EventBus, KeyDisabled
+from proxy.events import EventBus, KeyDisabled, RateLimitObserved
 
 LaneKey = tuple[str, int, str]  # (target id, key index, upstream model)
 CooldownKey = tuple[str, ...]  # (target,) | (target, key) | (target, key, model) as strings
@@ -164,7 +164,17 @@ class Fleet:
         self, lease: Lease, headers: dict[str, str], wall_now: float, now: float
     ) -> None:
         """Steer away from a key whose upstream reports 0 requests/tokens remaining."""
-        wait = exhausted_until_s(parse_hints(headers, wall_now))
+        hints = parse_hints(headers, wall_now)
+        if hints.remaining_requests is not None or hints.remaining_tokens is not None:
+            self.events.emit(
+                RateLimitObserved(
+                    lease.runtime.config.id,
+                    lease.key_index,
+                    hints.remaining_requests,
+                    hints.remaining_tokens,
+                )
+            )
+        wait = exhausted_until_s(hints)
         if wait is not None and wait > 0:
             lease.runtime.exhausted_until[lease.key_index] = now + wait
 

@@ -21,7 +21,7 @@ from policies.taxonomy import ErrorClass, UpstreamOutcome
 from proxy.admission import Rejected
 from proxy.attempt import Failed, Leg, Served, attempt
 from proxy.errors import error_body, error_response
-from proxy.events import FailedOver
+from proxy.events import AdmissionRejected, FailedOver
 from proxy.headers import client_headers
 from proxy.run import Run
 from proxy.scrub import scrub, scrub_text
@@ -31,8 +31,31 @@ MAX_DECISIONS_KEPT = 8
 
 async def route(run: Run, leg: Leg) -> web.StreamResponse | None:
     """Run ``leg`` until a lane serves it. For the client's own request, a response always
-    comes back (the upstream's error or ours); a continuation leg gets None when no lane can
+    comes back (the upstream's error or ours) and the request holds one of the global
+    ``admission.max_in_flight`` slots meanwhile; a continuation leg gets None when no lane can
     continue — its upstream errors are never shown to the client, the interruption is."""
+    if leg.continuation:
+        return await _route(run, leg)
+    gw = run.gw
+    try:
+        await gw.admission.enter()
+    except Rejected as exc:
+        gw.events.emit(AdmissionRejected(run.creq.request_id, exc.reason))
+        run.record.outcome, run.record.status = "rejected", 429
+        return error_response(
+            429,
+            f"sidestep is at capacity ({gw.admission.in_flight} requests in flight; {exc.reason})",
+            "rate_limit_exceeded",
+            code="gateway_busy",
+            headers={"retry-after": "1", "x-sidestep-request-id": run.creq.request_id},
+        )
+    try:
+        return await _route(run, leg)
+    finally:
+        gw.admission.leave()
+
+
+async def _route(run: Run, leg: Leg) -> web.StreamResponse | None:
     gw = run.gw
     forced: LaneView | None = None
     previous: str | None = None
@@ -100,7 +123,14 @@ def _failed_over(
     run.record.failovers += 1
     reason = last[1].error_class.value if last else "unknown"
     run.gw.events.emit(
-        FailedOver(run.creq.request_id, from_target, to_target, reason, run.gw.clock.monotonic())
+        FailedOver(
+            run.creq.request_id,
+            run.creq.session,
+            from_target,
+            to_target,
+            reason,
+            run.gw.clock.monotonic(),
+        )
     )
 
 
@@ -135,6 +165,7 @@ async def _pick(run: Run, last: tuple[Failed, FailurePlan] | None) -> LaneView |
                     )
                 )
             except Rejected as exc:
+                gw.events.emit(AdmissionRejected(run.creq.request_id, exc.reason))
                 return _exhausted(run, decision, last, f"admission queue is full ({exc.reason})")
             waited = gw.clock.monotonic() - run.started >= gw.config.admission.queue_timeout_s
             continue
