@@ -45,7 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("  " + line)
 
     def started(bound: int) -> None:
-        print(f"listening on http://{host}:{bound}/v1  (set OPENAI_BASE_URL to this)", flush=True)
+        url = client_base_url(host, bound)
+        print(f"listening on {url}  (set OPENAI_BASE_URL to this)", flush=True)
 
     loop = new_event_loop()
     try:
@@ -55,6 +56,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         loop.close()
     return 0
+
+
+_WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def client_base_url(host: str, port: int) -> str:
+    """The base URL a client on this machine uses for a server bound to ``host:port``: a
+    wildcard bind is reached through loopback, an IPv6 literal goes in brackets."""
+    host = _WILDCARD_HOSTS.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/v1"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -49,12 +49,12 @@ async def run_demo(*, port: int, tour: bool, stay: bool) -> int:
         app = make_app(demo_config(urls, port))
         if stay:
             await serve_until_stopped(
-                app, "127.0.0.1", port, on_started=lambda bound: _started(bound, tour)
+                app, "127.0.0.1", port, on_started=lambda bound: _started(bound, tour, stay=True)
             )
         else:
             runner, bound = await start(app, "127.0.0.1", port)
             try:
-                await _started(bound, tour)
+                await _started(bound, tour, stay=False)
             finally:
                 await runner.cleanup()
     finally:
@@ -63,7 +63,7 @@ async def run_demo(*, port: int, tour: bool, stay: bool) -> int:
     return 0
 
 
-async def _started(port: int, tour: bool) -> None:
+async def _started(port: int, tour: bool, *, stay: bool) -> None:
     base = f"http://127.0.0.1:{port}/v1"
     print(f"\nsidestep is listening on {base}")
     if tour:
@@ -75,7 +75,7 @@ async def _started(port: int, tour: bool) -> None:
         f'  OPENAI_BASE_URL={base} OPENAI_API_KEY=demo python -c "from openai import OpenAI; '
         f"print(OpenAI().chat.completions.create(model='{DEMO_MODEL}', "
         "messages=[{'role': 'user', 'content': 'hello'}]).choices[0].message.content)\"\n"
-        "Press Ctrl-C to stop.",
+        + ("Press Ctrl-C to stop." if stay else "(--exit: stopping now; run without it to try)"),
         flush=True,
     )
 

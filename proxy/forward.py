@@ -191,9 +191,9 @@ def _exhausted(
 ) -> web.Response:
     gw = run.gw
     now = gw.clock.monotonic()
-    served = [r for r in decision.rejections if r.reason is not Exclusion.NO_MODEL]
-    if not served and last is None:
+    if last is None and not _model_served(run):
         return _model_not_found(run)
+    served = [r for r in decision.rejections if r.reason is not Exclusion.NO_MODEL]
     retry_after = _retry_after(run, decision, last, now)
     lines = [f"{r.lane_id}: {r.reason.value}" for r in served]
     message = "no target could serve this request"
@@ -261,6 +261,15 @@ def _describe(run: Run, last: tuple[Failed, FailurePlan]) -> str:
     if snippet:
         detail += ": " + scrub_text(snippet, run.gw.secrets)
     return detail
+
+
+def _model_served(run: Run) -> bool:
+    """Whether any target enabled in the config serves the requested model."""
+    model = run.creq.model
+    return any(
+        rt.config.enabled and rt.config.upstream_model(model)
+        for rt in run.gw.fleet.targets.values()
+    )
 
 
 def _model_not_found(run: Run) -> web.Response:

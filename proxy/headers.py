@@ -49,9 +49,13 @@ def upstream_headers(
     client: Mapping[str, str], key: SecretStr | None, extra: Mapping[str, str]
 ) -> dict[str, str]:
     """Headers for the upstream request: allowlisted client headers, the target's extras and
-    its own bearer key. The client's ``Authorization``/``x-api-key`` never pass."""
+    its own bearer key. The client's ``Authorization``/``x-api-key`` never pass, nor does any
+    header the client named in ``Connection`` (hop-by-hop, RFC 9110 §7.6.1)."""
+    hop_by_hop = _connection_listed(client.items())
     out = {
-        name: value for name, value in client.items() if name.lower() in FORWARDED_REQUEST_HEADERS
+        name: value
+        for name, value in client.items()
+        if name.lower() in FORWARDED_REQUEST_HEADERS and name.lower() not in hop_by_hop
     }
     out.update(extra)
     out["Content-Type"] = "application/json"
@@ -60,6 +64,24 @@ def upstream_headers(
     return out
 
 
+def _connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """Lower-cased names listed in every ``Connection`` header of ``headers``."""
+    return frozenset(
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    )
+
+
 def client_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The upstream's response headers that may reach the client unchanged."""
-    return [(k, v) for k, v in upstream if k.lower() not in DROPPED_RESPONSE_HEADERS]
+    """The upstream's response headers that may reach the client unchanged: not hop-by-hop
+    (listed above or named in the upstream's ``Connection``), not framing or encoding."""
+    pairs = list(upstream)
+    hop_by_hop = _connection_listed(pairs)
+    return [
+        (k, v)
+        for k, v in pairs
+        if k.lower() not in DROPPED_RESPONSE_HEADERS and k.lower() not in hop_by_hop
+    ]

@@ -125,11 +125,22 @@ def _parse_object(body: bytes) -> dict[str, Any]:
         ) from exc
     if not isinstance(obj, dict):
         raise ClientRequestError(
-            400,
-            f"request body must be a JSON object, not {type(obj).__name__}",
-            code="invalid_json",
+            400, f"request body must be a JSON object, not {_json_kind(obj)}", code="invalid_json"
         )
     return obj
+
+
+def _json_kind(value: object) -> str:
+    """The JSON name of a parsed non-object value, for messages a client can act on."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array"
 
 
 def _needs(endpoint: Endpoint, obj: dict[str, Any], stream: bool) -> frozenset[str]:

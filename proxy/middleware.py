@@ -48,7 +48,9 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     else:
         message = exc.reason
         code = None
-    return error_response(exc.status, message, "invalid_request_error", code=code)
+    # a 405 must say what is allowed (RFC 9110 §15.5.6)
+    allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    return error_response(exc.status, message, "invalid_request_error", code=code, headers=allow)
 
 
 def client_auth(
@@ -77,7 +79,8 @@ def _presented_ok(request: web.Request, allowed: Sequence[bytes]) -> bool:
     presented = (
         auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
     )
-    given = presented.encode()
+    # header values that are not UTF-8 arrive surrogate-escaped; they must fail, not crash
+    given = presented.encode("utf-8", "surrogateescape")
     # compare against every key so timing does not reveal which one (or none) matched
     matched = False
     for key in allowed:

@@ -10,7 +10,8 @@ from dataclasses import replace
 import orjson
 from aiohttp import web
 
-from policies.routing import RequestFeatures, choose
+from policies.breaker import Breaker
+from policies.routing import LaneView, RequestFeatures, choose
 from proxy.forward import route
 from proxy.gateway import GATEWAY, Gateway
 from proxy.inbound import Endpoint, read_client_request
@@ -90,15 +91,36 @@ async def readyz(request: web.Request) -> web.Response:
 
 def _unready_reasons(gw: Gateway) -> dict[str, str] | None:
     now = gw.clock.monotonic()
-    # readiness is about targets, not one model: every lane counts as serving "any" model
-    lanes = [
-        replace(lane, upstream_model=lane.upstream_model or "(any)")
-        for lane in gw.fleet.lanes("", 1, now)
-    ]
-    decision = choose(RequestFeatures(), lanes, gw.config.routing, now)
+    decision = choose(RequestFeatures(), _readiness_lanes(gw, now), gw.config.routing, now)
     if decision.chosen is not None:
         return None
     return {r.lane_id: r.reason.value for r in decision.rejections}
+
+
+def _readiness_lanes(gw: Gateway, now: float) -> list[LaneView]:
+    """Each (target, key) lane as serving "any" model. Breakers are per upstream model, so a
+    lane that has served requests is judged once per model it has a breaker for: it is
+    ready while one of those breakers admits, unready when every one of them is open."""
+    breakers: dict[tuple[str, int], list[Breaker]] = {}
+    for (target_id, key_index, _model), breaker in gw.fleet.breakers.items():
+        breakers.setdefault((target_id, key_index), []).append(breaker)
+    lanes: list[LaneView] = []
+    for lane in gw.fleet.lanes("", 1, now):
+        lane = replace(lane, upstream_model=lane.upstream_model or "(any)")
+        tried = breakers.get((lane.target_id, lane.key_index))
+        if not tried:
+            lanes.append(lane)
+            continue
+        lanes.extend(
+            replace(
+                lane,
+                breaker=b.state(now),
+                breaker_admits=b.admits(now),
+                breaker_retry_in_s=b.retry_in_s(now),
+            )
+            for b in tried
+        )
+    return lanes
 
 
 def add_routes(app: web.Application) -> None:
