@@ -12,6 +12,7 @@ from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.gateway import GATEWAY, Gateway
 from proxy.middleware import client_auth, openai_errors
+from proxy.reload import reload_ctx
 from proxy.routes import add_routes
 from proxy.upstream import AiohttpUpstream, Upstream, make_session
 
@@ -22,6 +23,7 @@ def make_app(
     clock: Clock | None = None,
     upstream: Upstream | None = None,
     rng: random.Random | None = None,
+    watch_config: bool = True,
 ) -> web.Application:
     """Build the aiohttp application. ``upstream`` defaults to a pooled aiohttp session made
     at startup and closed at cleanup; tests may pass fakes for the clock and rng."""
@@ -32,6 +34,7 @@ def make_app(
     )
     app[GATEWAY] = gw
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
+    app.cleanup_ctx.append(reload_ctx(gw, watch=watch_config))
     add_routes(app)
     add_admin_routes(app)
     return app

@@ -217,6 +217,61 @@ class Fleet:
             stats = self.stats[lane] = LaneStats()
         return stats
 
+    # -- reload ---------------------------------------------------------------------------
+
+    def apply(
+        self, targets: Iterable[Target], breaker: BreakerSettings, now: float
+    ) -> dict[str, list[str]]:
+        """Swap in a new target list as a diff. Unchanged targets keep all their state; a
+        changed one keeps its breakers, cooldowns and health, gets its budgets resized (or
+        rebuilt when its keys changed) and its auth disables cleared; a removed one gets no
+        new requests while its in-flight requests finish on the runtime they hold."""
+        diff: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
+        fresh: dict[str, TargetRuntime] = {}
+        for target in targets:
+            rt = self.targets.get(target.id)
+            if rt is None:
+                fresh[target.id] = TargetRuntime(target)
+                diff["added"].append(target.id)
+                continue
+            fresh[target.id] = rt
+            if rt.config.model_dump() == target.model_dump():
+                diff["unchanged"].append(target.id)
+                continue
+            _reconfigure(rt, target)
+            diff["changed"].append(target.id)
+        diff["removed"] = [tid for tid in self.targets if tid not in fresh]
+        for tid in diff["removed"]:
+            self._forget(tid)
+        self.targets = fresh
+        if breaker != self.breaker_settings:
+            self.breaker_settings = breaker
+            for b in self.breakers.values():
+                b.reconfigure(breaker)
+        return diff
+
+    def _forget(self, target_id: str) -> None:
+        for lane in [lane for lane in self.breakers if lane[0] == target_id]:
+            del self.breakers[lane]
+        for lane in [lane for lane in self.stats if lane[0] == target_id]:
+            del self.stats[lane]
+        for key in self.cooldowns.active_keys():
+            if key[0] == target_id:
+                self.cooldowns.clear(key)
+
+
+def _reconfigure(rt: TargetRuntime, target: Target) -> None:
+    old_keys = [k.get_secret_value() if k else None for k in rt.config.keys]
+    new_keys = [k.get_secret_value() if k else None for k in target.keys]
+    if old_keys != new_keys:
+        rt.budgets = [KeyBudget(target.limits.rpm, target.limits.tpm) for _ in target.keys]
+        rt.exhausted_until.clear()
+    else:
+        for budget in rt.budgets:
+            budget.reconfigure(target.limits.rpm, target.limits.tpm)
+    rt.key_disabled.clear()  # "until an operator resets it or the config changes"
+    rt.config = target
+
 
 def _live(until: float | None, now: float) -> float | None:
     return until if until is not None and until > now else None

@@ -13,6 +13,7 @@ from proxy import __version__
 from proxy.errors import error_response
 from proxy.fleet import Fleet, OperatorAction, TargetRuntime, operate
 from proxy.gateway import GATEWAY, Gateway
+from proxy.reload import RELOADER
 
 routes = web.RouteTableDef()
 
@@ -139,3 +140,16 @@ async def one_request(request: web.Request) -> web.Response:
         f"no recent request {wanted!r} (only the last {gw.recent.maxlen} are kept)",
         code="unknown_request",
     )
+
+
+@routes.post("/admin/reload")
+async def reload(request: web.Request) -> web.Response:
+    reloader = request.app.get(RELOADER)
+    if reloader is None:
+        return error_response(
+            409,
+            "this gateway was not started from a config file; nothing to reload",
+            code="no_config_file",
+        )
+    result = await reloader.reload(trigger="admin")
+    return json_response(result.as_dict(), status=200 if result.result != "error" else 422)

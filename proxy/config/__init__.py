@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .admin import Admin
 from .describe import describe_targets
+from .env_defaults import ADMIN_TOKEN_ENV, with_env_defaults
 from .errors import ConfigError
 from .loader import load_config, parse_config
 from .root import Config
@@ -21,6 +22,7 @@ from .targets import Capability, Target, TargetLimits, TargetTimeouts
 from .zeroconf import config_from_env, ollama_base_url
 
 __all__ = [
+    "ADMIN_TOKEN_ENV",
     "Admin",
     "Auth",
     "Capability",
@@ -38,4 +40,5 @@ __all__ = [
     "mask_secret",
     "ollama_base_url",
     "parse_config",
+    "with_env_defaults",
 ]

@@ -1,0 +1,182 @@
+"""Hot reload of the YAML config, without dropping a request.
+
+Watching: ``ConfigWatcher.poll()`` stats the path (following symlinks) and compares
+``(st_dev, st_ino, st_mtime_ns, st_size)``; a change is applied only once two consecutive
+polls agree (an editor mid-write, a half-copied file) and the bytes' sha256 differs from the
+last applied. Inode and device catch rename-saves and Kubernetes ConfigMap symlink swaps that
+an inotify watch on the file itself would lose (stack notes §6). A missing file keeps the last
+good config. The serving loop polls about once a second; SIGHUP and ``POST /admin/reload``
+reload at once.
+
+Applying: the new file is parsed and validated completely first; an invalid one changes
+nothing (the error, with its path and YAML line, is logged once, counted and shown in
+``/admin/status``). A valid one is applied as a diff by ``Fleet.apply`` — unchanged targets keep
+their breakers, cooldowns, health and budgets — then the whole config snapshot is swapped.
+Reloads are serialized.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from proxy.config import Config, ConfigError, parse_config, with_env_defaults
+from proxy.events import ConfigReloaded
+from proxy.gateway import Gateway, config_secrets
+
+log = logging.getLogger("sidestep.reload")
+
+POLL_INTERVAL_S = 1.0
+Signature = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    result: str  # ok | unchanged | error
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"result": self.result, **self.detail}
+
+
+def _signature(path: str) -> Signature | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class Reloader:
+    """Owns reloading ``gw``'s config from ``path``."""
+
+    def __init__(self, gw: Gateway, path: str) -> None:
+        self.gw = gw
+        self.path = path
+        self._lock = asyncio.Lock()
+        self._applied_hash = _hash_of(path)
+        self._last_seen = _signature(path)
+        self._pending: Signature | None = None
+
+    async def poll(self) -> ReloadResult | None:
+        """One watch step: reload when the file changed and has been stable for two polls."""
+        seen = await asyncio.to_thread(_signature, self.path)
+        if seen is None or seen == self._last_seen:
+            self._pending = None
+            return None
+        if seen != self._pending:
+            self._pending = seen  # changed: wait for one more identical reading
+            return None
+        self._pending = None
+        self._last_seen = seen
+        return await self.reload(trigger="watch")
+
+    async def reload(self, *, trigger: str) -> ReloadResult:
+        async with self._lock:
+            result = await self._reload(trigger)
+        status = {**result.as_dict(), "trigger": trigger, "at": self.gw.clock.wall()}
+        self.gw.reload_status = status
+        self.gw.events.emit(ConfigReloaded(result.result, self.path, status, self.gw.clock.wall()))
+        return result
+
+    async def _reload(self, trigger: str) -> ReloadResult:
+        try:
+            data_hash, config = await asyncio.to_thread(_read, self.path)
+        except ConfigError as exc:
+            log.error("config reload (%s) failed, keeping the last good config:\n%s", trigger, exc)
+            return ReloadResult("error", {"error": str(exc), "problems": list(exc.problems)})
+        if data_hash == self._applied_hash and trigger == "watch":
+            return ReloadResult("unchanged", {})
+        diff = apply_config(self.gw, config)
+        self._applied_hash = data_hash
+        log.info("config reloaded (%s): %s", trigger, _describe(diff))
+        return ReloadResult("ok", {"diff": diff})
+
+    async def watch(self) -> None:
+        """Poll forever (cancelled at shutdown); failures are logged, never fatal."""
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            try:
+                await self.poll()
+            except Exception:
+                log.exception("config watch failed")
+
+
+def _hash_of(path: str) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _read(path: str) -> tuple[str, Config]:
+    """The file's hash and validated config, from one read (no race with a writer)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", source=path) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", source=path) from None
+    config = parse_config(text, source=path, environ=os.environ)
+    return hashlib.sha256(data).hexdigest(), with_env_defaults(config, os.environ)
+
+
+def apply_config(gw: Gateway, new: Config) -> dict[str, Any]:
+    """Swap in ``new`` as a diff; returns what changed."""
+    old = gw.config
+    diff = gw.fleet.apply(new.targets, new.breaker, gw.clock.monotonic())
+    gw.admission.settings = new.admission
+    gw.secrets = config_secrets(new)
+    gw.config = new
+    sections = [
+        name
+        for name in type(new).model_fields
+        if name != "targets" and getattr(old, name) != getattr(new, name)
+    ]
+    diff["sections_changed"] = sections
+    diff["restart_required"] = ["listen"] if "listen" in sections else []
+    if diff["restart_required"]:
+        log.warning("listen changed in the config: restart sidestep to apply it")
+    return diff
+
+
+def _describe(diff: dict[str, Any]) -> str:
+    parts = [f"{k}: {', '.join(v)}" for k, v in diff.items() if v and isinstance(v, list)]
+    return "; ".join(parts) or "no effective change"
+
+
+RELOADER = web.AppKey("reloader", Reloader)
+
+
+def reload_ctx(gw: Gateway, *, watch: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    """App lifecycle: a ``Reloader`` when the config came from a file, polling it in the
+    background when ``watch`` is set."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if gw.config.source is None:
+            yield
+            return
+        reloader = Reloader(gw, gw.config.source)
+        app[RELOADER] = reloader
+        task = asyncio.create_task(reloader.watch()) if watch else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+
+    return ctx
