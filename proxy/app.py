@@ -12,7 +12,7 @@ from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.gateway import GATEWAY, Gateway
 from proxy.middleware import client_auth, openai_errors
-from proxy.reload import reload_ctx
+from proxy.reload import add_reloading
 from proxy.routes import add_routes
 from proxy.upstream import AiohttpUpstream, Upstream, make_session
 
@@ -34,7 +34,7 @@ def make_app(
     )
     app[GATEWAY] = gw
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
-    app.cleanup_ctx.append(reload_ctx(gw, watch=watch_config))
+    add_reloading(app, gw, watch=watch_config)
     add_routes(app)
     add_admin_routes(app)
     return app

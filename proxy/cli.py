@@ -9,8 +9,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy import __version__
-from proxy.config import Config, ConfigError, config_from_env, describe_targets, load_config
+from proxy import __version__, cli_admin
+from proxy.config import (
+    Config,
+    ConfigError,
+    config_from_env,
+    describe_targets,
+    load_config,
+    with_env_defaults,
+)
 
 DEFAULT_CONFIG = "sidestep.yaml"
 
@@ -18,11 +25,10 @@ DEFAULT_CONFIG = "sidestep.yaml"
 def resolve_config(path: str | None) -> Config:
     """``--config``, else ``./sidestep.yaml``, else zero-config from provider keys in the
     environment. Raises ``ConfigError``."""
-    if path is not None:
-        return load_config(path)
-    if Path(DEFAULT_CONFIG).is_file():
-        return load_config(DEFAULT_CONFIG)
-    return config_from_env(os.environ)
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        path = DEFAULT_CONFIG
+    config = load_config(path) if path is not None else config_from_env(os.environ)
+    return with_env_defaults(config, os.environ)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -43,6 +49,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"sidestep {__version__}: {config.source or 'targets built from the environment'}")
     for line in describe_targets(config):
         print("  " + line)
+    if config.admin.token is None:
+        print("admin API: loopback clients only (set admin.token or SIDESTEP_ADMIN_TOKEN)")
+    else:
+        print("admin API: bearer token required")
 
     def started(bound: int) -> None:
         url = client_base_url(host, bound)
@@ -113,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-tour", action="store_true", help="skip the scripted requests at start")
     demo.add_argument("--exit", action="store_true", help="exit after the tour instead of serving")
     demo.set_defaults(func=cmd_demo)
+    cli_admin.register(sub)
     return parser
 
 

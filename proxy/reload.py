@@ -32,6 +32,7 @@ from aiohttp import web
 from proxy.config import Config, ConfigError, parse_config, with_env_defaults
 from proxy.events import ConfigReloaded
 from proxy.gateway import Gateway, config_secrets
+from proxy.server import on_hup
 
 log = logging.getLogger("sidestep.reload")
 
@@ -160,23 +161,26 @@ def _describe(diff: dict[str, Any]) -> str:
 RELOADER = web.AppKey("reloader", Reloader)
 
 
-def reload_ctx(gw: Gateway, *, watch: bool) -> Callable[[web.Application], AsyncIterator[None]]:
-    """App lifecycle: a ``Reloader`` when the config came from a file, polling it in the
-    background when ``watch`` is set."""
+def add_reloading(app: web.Application, gw: Gateway, *, watch: bool) -> None:
+    """When the config came from a file: a ``Reloader`` for ``POST /admin/reload`` and
+    SIGHUP, and (``watch``) a background task polling the file."""
+    if gw.config.source is None:
+        return
+    reloader = Reloader(gw, gw.config.source)
+    app[RELOADER] = reloader
+    on_hup(app, lambda: reloader.reload(trigger="sighup"))
+    if watch:
+        app.cleanup_ctx.append(_watch_ctx(reloader))
 
+
+def _watch_ctx(reloader: Reloader) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        if gw.config.source is None:
-            yield
-            return
-        reloader = Reloader(gw, gw.config.source)
-        app[RELOADER] = reloader
-        task = asyncio.create_task(reloader.watch()) if watch else None
+        task = asyncio.create_task(reloader.watch())
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
 
     return ctx

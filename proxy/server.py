@@ -52,6 +52,8 @@ async def serve_until_stopped(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    pending: set[asyncio.Task[object]] = set()
+    loop.add_signal_handler(signal.SIGHUP, _on_hup, app, pending)
     try:
         if on_started is not None:
             result = on_started(bound)
@@ -60,6 +62,25 @@ async def serve_until_stopped(
         await stop.wait()
         log.info("shutting down: waiting up to %.0fs for in-flight requests", DEFAULT_GRACE_S)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+
+
+HupHook = Callable[[], Awaitable[object] | object]
+HUP_HOOKS = web.AppKey("hup_hooks", list[HupHook])
+
+
+def on_hup(app: web.Application, hook: HupHook) -> None:
+    """Run ``hook`` on SIGHUP (config reload, reopening log files)."""
+    app.setdefault(HUP_HOOKS, []).append(hook)
+
+
+def _on_hup(app: web.Application, pending: set[asyncio.Task[object]]) -> None:
+    log.info("SIGHUP: reloading")
+    for hook in app.get(HUP_HOOKS, []):
+        result = hook()
+        if asyncio.iscoroutine(result):
+            task: asyncio.Task[object] = asyncio.ensure_future(result)
+            pending.add(task)
+            task.add_done_callback(pending.discard)
