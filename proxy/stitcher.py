@@ -21,10 +21,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from policies.overlap import OverlapTrimmer
 from policies.sse import data_payload, parse_event
 from policies.stitch import (
     ChunkRewriter,
-    OverlapTrimmer,
     Transcript,
     chunk_info,
     continuation_request,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import dataclasses
 import itertools
 import random
 import re
@@ -17,14 +16,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from policies.overlap import OverlapTrimmer
 from policies.sse import FrameSplitter, data_payload
 from policies.stitch import (
     CONTINUE_INSTRUCTION,
     ChunkInfo,
     ChunkRewriter,
-    OverlapTrimmer,
-    Segment,
-    SegmentEnd,
     ToolCallDelta,
     Transcript,
     chunk_info,
@@ -577,7 +574,7 @@ def test_rewriter_can_replace_usage() -> None:
     assert decode(rewriter.rewrite(chunk, "", usage=merged))["usage"] == merged
 
 
-# -- merge_usage, Segment -----------------------------------------------------------------------
+# -- merge_usage -----------------------------------------------------------------------
 
 
 def test_merge_usage_sums_counts_and_details() -> None:
@@ -618,22 +615,6 @@ def test_merge_usage_total_is_the_sum(segments: list[dict[str, int] | None]) -> 
     merged = merge_usage(segments)
     reported = [s["total_tokens"] for s in segments if s is not None]
     assert (merged or {}).get("total_tokens") == (sum(reported) if reported else None)
-
-
-def test_segment_is_a_frozen_record() -> None:
-    """Segments are immutable and their end reason is one of the listed values."""
-    segment = Segment("t1", "m", 0, 42, 7, SegmentEnd.RESET)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        segment.end_char = 1  # type: ignore[misc]
-    assert segment.ended == "reset"
-    assert {e.value for e in SegmentEnd} == {
-        "complete",
-        "reset",
-        "idle_timeout",
-        "error_event",
-        "no_done",
-        "malformed",
-    }
 
 
 # -- the relay path at scale --------------------------------------------------------------------
