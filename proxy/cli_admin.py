@@ -50,29 +50,21 @@ class AdminClient:
             req.add_header("Authorization", f"Bearer {self.token}")
         return req
 
-    def call(self, method: str, path: str, body: object = None) -> Any:
+    def _open(self, req: urllib.request.Request, timeout_s: float | None) -> Any:
         try:
-            with urllib.request.urlopen(
-                self._request(method, path, body), timeout=self.timeout_s
-            ) as resp:
-                return json.loads(resp.read() or b"null")
+            return urllib.request.urlopen(req, timeout=timeout_s)
         except urllib.error.HTTPError as exc:
             raise _refusal(exc) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise AdminError(
-                EXIT_UNREACHABLE, f"cannot reach sidestep at {self.url}: {_reason(exc)}"
-            ) from None
+            message = f"cannot reach sidestep at {self.url}: {_reason(exc)}"
+            raise AdminError(EXIT_UNREACHABLE, message) from None
+
+    def call(self, method: str, path: str, body: object = None) -> Any:
+        with self._open(self._request(method, path, body), self.timeout_s) as resp:
+            return json.loads(resp.read() or b"null")
 
     def stream(self, path: str) -> Iterator[bytes]:
-        try:
-            resp = urllib.request.urlopen(self._request("GET", path), timeout=None)
-        except urllib.error.HTTPError as exc:
-            raise _refusal(exc) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise AdminError(
-                EXIT_UNREACHABLE, f"cannot reach sidestep at {self.url}: {_reason(exc)}"
-            ) from None
-        with resp:
+        with self._open(self._request("GET", path), None) as resp:
             yield from resp
 
 

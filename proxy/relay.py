@@ -54,6 +54,26 @@ class Inspector(Protocol):
     def inspect(self, raw: bytes) -> Verdict: ...
 
 
+def parse_chat_event(raw: bytes) -> Verdict | dict[str, Any]:
+    """One chat/completions SSE event: its JSON object, or what to do with it instead —
+    DONE for ``[DONE]``, ERROR for an in-band error (``{"error": …}`` or ``event: error``),
+    DROP for a data line a client SDK could not parse, FORWARD for comments such as
+    ``: ping`` (they keep the client's connection warm) and other events."""
+    payload = data_payload(raw)
+    if payload is None:
+        event = parse_event(raw)
+        return Verdict.ERROR if event is not None and event.event == "error" else Verdict.FORWARD
+    if payload.startswith(b"[DONE]"):
+        return Verdict.DONE
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return Verdict.DROP
+    if not isinstance(obj, dict):
+        return Verdict.DROP
+    return Verdict.ERROR if obj.get("error") else obj
+
+
 class ChatInspector:
     """Chat and legacy completions streams: tracks text and tool calls per choice, the first
     chunk's id/created, finish reasons and usage."""
@@ -67,36 +87,13 @@ class ChatInspector:
         self.finished = False
         self.dropped = 0
         self.replacement: bytes | None = None
-        self.error: dict[str, Any] | None = None
 
     def inspect(self, raw: bytes) -> Verdict:
-        payload = data_payload(raw)
-        if payload is None:
-            return self._non_data(raw)
-        if payload.startswith(b"[DONE]"):
-            return Verdict.DONE
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            self.dropped += 1
-            return Verdict.DROP
-        if not isinstance(obj, dict):
-            self.dropped += 1
-            return Verdict.DROP
-        if obj.get("error"):
-            self.error = (
-                obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
-            )
-            return Verdict.ERROR
-        self._record(obj)
-        return Verdict.FORWARD
-
-    def _non_data(self, raw: bytes) -> Verdict:
-        event = parse_event(raw)
-        if event is None:
-            return Verdict.FORWARD  # comments such as ``: ping`` keep the client's connection warm
-        if event.event == "error":
-            return Verdict.ERROR
+        parsed = parse_chat_event(raw)
+        if isinstance(parsed, Verdict):
+            self.dropped += parsed is Verdict.DROP
+            return parsed
+        self._record(parsed)
         return Verdict.FORWARD
 
     def _record(self, obj: dict[str, Any]) -> None:

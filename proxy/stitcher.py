@@ -22,7 +22,6 @@ import orjson
 from aiohttp import web
 
 from policies.overlap import OverlapTrimmer
-from policies.sse import data_payload, parse_event
 from policies.stitch import (
     ChunkRewriter,
     Transcript,
@@ -36,7 +35,14 @@ from proxy.fleet import Lease
 from proxy.forward import route
 from proxy.inbound import Endpoint
 from proxy.record import SegmentRecord
-from proxy.relay import ChatInspector, Ending, SegmentResult, Verdict, relay_segment
+from proxy.relay import (
+    ChatInspector,
+    Ending,
+    SegmentResult,
+    Verdict,
+    parse_chat_event,
+    relay_segment,
+)
 from proxy.run import Run
 from proxy.upstream import UpstreamResponse
 
@@ -201,25 +207,11 @@ class ContinuationInspector:
         self.usage_chunk: dict[str, Any] | None = None
 
     def inspect(self, raw: bytes) -> Verdict:
-        payload = data_payload(raw)
-        if payload is None:
-            event = parse_event(raw)
-            return (
-                Verdict.ERROR if event is not None and event.event == "error" else Verdict.FORWARD
-            )
-        if payload.startswith(b"[DONE]"):
-            return Verdict.DONE
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            self.dropped += 1
-            return Verdict.DROP
-        if not isinstance(obj, dict):
-            self.dropped += 1
-            return Verdict.DROP
-        if obj.get("error"):
-            return Verdict.ERROR
-        return self._rewrite(obj)
+        parsed = parse_chat_event(raw)
+        if isinstance(parsed, Verdict):
+            self.dropped += parsed is Verdict.DROP
+            return parsed
+        return self._rewrite(parsed)
 
     def _rewrite(self, obj: dict[str, Any]) -> Verdict:
         info = chunk_info(obj)
