@@ -33,7 +33,7 @@ request's deadline leaves no time to try a lane.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -206,6 +206,26 @@ class Decision:
         failed it are ignored; an open breaker makes it False."""
         load = [r.reason for r in self.rejections if r.reason not in _NOT_LOAD]
         return bool(load) and all(reason in _WAITABLE for reason in load)
+
+    def wait_s(
+        self, now: float, failed_back_at: Iterable[float | None] = (), busy_s: float = 1.0
+    ) -> float | None:
+        """Seconds from ``now`` until the request could be served if retried, when waiting is
+        all that would help; None when it would not (or nothing is waited for).
+
+        ``failed_back_at`` has one entry per lane that already failed this request: the
+        monotonic time it is back when waiting cures its failure (a rate limit), None when
+        it does not, which makes the answer None. Every lane left out for load must be out
+        for a reason that passes with time (an open breaker does not count as one); a lane
+        at its concurrency limit, whose end is unknown, counts as back in ``busy_s``."""
+        backs = list(failed_back_at)
+        ends = [end for end in backs if end is not None]
+        load = [r for r in self.rejections if r.reason not in _NOT_LOAD]
+        if len(ends) < len(backs) or any(r.reason not in _WAITABLE for r in load):
+            return None
+        waits = [end - now for end in ends]
+        waits += [busy_s if r.until is None else r.until - now for r in load]
+        return max(0.0, min(waits)) if waits else None
 
     def summary(self) -> dict[str, object]:
         """A JSON-able digest for logs and the admin API."""

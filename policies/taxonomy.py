@@ -49,8 +49,9 @@ Action table (``B`` = breaker effect; F = FAILURE, N = NEUTRAL)::
     UNKNOWN                     -       -     F     -       x      -       -
 
 Stage overrides: ``FIRST_BYTE`` clears ``retry`` (a target that accepted the connection and
-then said nothing is not asked again; the request fails over), ``CONNECT`` sets ``whole``
-(a refused connection is the target's, not one model's).
+then said nothing is not asked again; the request fails over), ``CONNECT`` clears ``retry``
+and sets ``whole`` (a refused connection is the target's, not one model's, and asking again
+a moment later only delays the failover).
 
 ``cooldown`` means "put the lane in cooldown for ``cooldown.cooldown_s``": for RATE_LIMITED
 the shell may still wait it out on the preferred lane when it is ≤ ``max_retry_wait_s``
@@ -314,5 +315,5 @@ def action_for(error_class: ErrorClass, stage: Stage) -> Action:
     if stage is Stage.FIRST_BYTE:
         return replace(action, retry_same=False)
     if stage is Stage.CONNECT:
-        return replace(action, whole_target=True)
+        return replace(action, retry_same=False, whole_target=True)
     return action

@@ -14,6 +14,10 @@ from contextlib import suppress
 
 from policies.settings import AdmissionSettings
 
+# Retry-After for a request refused because everything is busy: slots free as soon as any
+# request in flight ends, which no one can predict, so clients are told to come back soon.
+RETRY_AFTER_S = 1.0
+
 
 class Rejected(Exception):
     """Admission refused: ``reason`` is ``queue_full`` or ``queue_timeout``."""

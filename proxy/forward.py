@@ -18,7 +18,7 @@ from policies.failure import FailurePlan, Scope, plan_failure
 from policies.retry import Step
 from policies.routing import Decision, Exclusion, LaneView, choose
 from policies.taxonomy import ErrorClass, UpstreamOutcome
-from proxy.admission import Rejected
+from proxy.admission import RETRY_AFTER_S, Rejected
 from proxy.attempt import Failed, Leg, Served, attempt
 from proxy.errors import error_body, error_response
 from proxy.events import AdmissionRejected, FailedOver
@@ -106,6 +106,8 @@ def _apply(run: Run, view: LaneView, failed: Failed, plan: FailurePlan) -> None:
     now = gw.clock.monotonic()
     gw.fleet.failed(failed.lease, plan, now)
     run.note_attempt(failed.lease, plan.error_class.value, failed.outcome.status, 0.0)
+    rate_limited = plan.error_class is ErrorClass.RATE_LIMITED
+    run.back_at[view.lane_id] = now + plan.cooldown_s if rate_limited else None
     if plan.step.step is not Step.FAILOVER:
         return
     if plan.scope is Scope.TARGET:
@@ -146,6 +148,8 @@ async def _pick(run: Run, last: tuple[Failed, FailurePlan] | None) -> LaneView |
         if len(run.record.decisions) < MAX_DECISIONS_KEPT:
             run.record.decisions.append(decision.summary())
         chosen = decision.chosen
+        if run.remaining_s() <= 0:
+            return _exhausted(run, decision, last, "the request's deadline has passed")
         if chosen is not None:
             if chosen.target_id in run.targets_tried:
                 return chosen
@@ -194,8 +198,9 @@ def _exhausted(
     if last is None and not _model_served(run):
         return _model_not_found(run)
     served = [r for r in decision.rejections if r.reason is not Exclusion.NO_MODEL]
-    retry_after = _retry_after(run, decision, last, now)
-    lines = [f"{r.lane_id}: {r.reason.value}" for r in served]
+    retry_after = decision.wait_s(now, run.back_at.values(), RETRY_AFTER_S)
+    failures = _failures(run)
+    lines = [f"{r.lane_id}: {failures.get(r.lane_id, r.reason.value)}" for r in served]
     message = "no target could serve this request"
     if why:
         message += f" ({why})"
@@ -220,35 +225,13 @@ def _exhausted(
     )
 
 
-def _retry_after(
-    run: Run, decision: Decision, last: tuple[Failed, FailurePlan] | None, now: float
-) -> float | None:
-    """Seconds until a lane is back, when everything that failed or was left out is merely
-    rate-limited (waiting would help); None otherwise."""
-    waits = [
-        r.until - now for r in decision.rejections if r.until is not None and r.reason in _WAITABLE
-    ]
-    hard = [r for r in decision.rejections if r.reason not in _WAITABLE | _IGNORED]
-    if last is not None:
-        if last[1].error_class is not ErrorClass.RATE_LIMITED:
-            return None
-        waits.append(last[1].cooldown_s)
-    if hard or not waits:
-        return None
-    return max(0.0, min(waits))
-
-
-_WAITABLE = frozenset(
-    {
-        Exclusion.COOLING_DOWN,
-        Exclusion.OUT_OF_BUDGET,
-        Exclusion.RATE_LIMIT_EXHAUSTED,
-        Exclusion.AT_CONCURRENCY,
+def _failures(run: Run) -> dict[str, str]:
+    """How each lane failed this request (its last attempt), by lane id."""
+    return {
+        f"{a.target}#{a.key_index}": a.error_class + (f" (HTTP {a.status})" if a.status else "")
+        for a in run.record.attempts
+        if a.error_class != "ok"
     }
-)
-_IGNORED = frozenset(
-    {Exclusion.NO_MODEL, Exclusion.NO_CAPABILITY, Exclusion.FAILED_THIS_REQUEST, Exclusion.DISABLED}
-)
 
 
 def _describe(run: Run, last: tuple[Failed, FailurePlan]) -> str:

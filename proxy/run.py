@@ -30,6 +30,9 @@ class Run:
         self.avoid_models: set[str] = set()
         self.min_context: int | None = None
         self.retries: dict[str, int] = {}
+        # lane id -> when a lane that failed this request is back (monotonic), None when
+        # waiting does not cure its failure: decides between 429 + Retry-After and 503
+        self.back_at: dict[str, float | None] = {}
         self.targets_tried: list[str] = []
         self.session_target = gw.affinity.get(creq.session, self.started) if creq.session else None
         self.record = RequestRecord(

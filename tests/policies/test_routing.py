@@ -281,6 +281,37 @@ def test_only_structural_rejections_are_not_rate_limited(make_lane: MakeLane) ->
     assert not decision.all_rate_limited
 
 
+WAITS: list[tuple[str, dict[str, Any], list[float | None], float | None]] = [
+    ("cooling down", {"cooldown_until": NOW + 20}, [], 20.0),
+    ("at concurrency: busy_s", {"in_flight": 1, "max_concurrency": 1}, [], 1.5),
+    ("failed with a rate limit", {"upstream_model": None}, [NOW + 7], 7.0),
+    ("earliest of failure and load", {"cooldown_until": NOW + 20}, [NOW + 30], 20.0),
+    ("a failure waiting does not cure", {"cooldown_until": NOW + 20}, [NOW + 5, None], None),
+    ("breaker open", {"breaker_admits": False, "breaker_retry_in_s": 3.0}, [], None),
+    ("nothing to wait for", {"upstream_model": None}, [], None),
+    ("key disabled is ignored", {"key_disabled": True}, [NOW + 4], 4.0),
+    ("already back", {"upstream_model": None}, [NOW - 1], 0.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "failed", "expected"),
+    [case[1:] for case in WAITS],
+    ids=[case[0] for case in WAITS],
+)
+def test_wait_s_says_when_a_retry_could_be_served(
+    make_lane: MakeLane,
+    overrides: dict[str, Any],
+    failed: list[float | None],
+    expected: float | None,
+) -> None:
+    """wait_s is the earliest time a lane is back, only when every obstacle passes with time."""
+    decision = choose(REQ, [make_lane(**overrides)], DEFAULT, NOW)
+    assert decision.chosen is None
+    got = decision.wait_s(NOW, failed, busy_s=1.5)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
 def test_summary_is_json(make_lane: MakeLane) -> None:
     """summary() is JSON-serialisable and names the chosen lane and rejection reasons."""
     lanes = [make_lane(target_id="a", latency_s=1.0), make_lane(target_id="b", key_disabled=True)]

@@ -370,10 +370,10 @@ def test_first_byte_timeout_fails_over_without_retrying_same() -> None:
 
 
 def test_connect_failure_belongs_to_the_whole_target() -> None:
-    """A refused connection marks the whole target, and may still be retried with backoff."""
+    """A refused connection marks the whole target and fails over at once, without a retry."""
     action = action_for(E.TRANSIENT_SERVER_FAILURE, Stage.CONNECT)
     assert action.whole_target
-    assert action.retry_same
+    assert not action.retry_same
     assert action.failover
 
 
