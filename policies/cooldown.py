@@ -11,7 +11,7 @@ Base durations before jitter::
                               if both), else the earlier reported reset, else rate_limited_s
     QUOTA_EXHAUSTED           max(that same hint, quota_exhausted_s)
     OVERLOADED                that same hint, else overloaded_s
-    TRANSIENT_SERVER_FAILURE  server_error_s
+    TRANSIENT_SERVER_FAILURE  hint, else server_error_s (a 503 may say when to come back)
     any other class           0 (no cooldown)
 
 The result is ``base · (1 + uniform(jitter_low, jitter_high))``.
@@ -74,7 +74,7 @@ def _base_s(error_class: ErrorClass, hint: float | None, settings: CooldownSetti
     if error_class is ErrorClass.OVERLOADED:
         return settings.overloaded_s if hint is None else hint
     if error_class is ErrorClass.TRANSIENT_SERVER_FAILURE:
-        return settings.server_error_s
+        return settings.server_error_s if hint is None else hint
     return 0.0
 
 

@@ -37,6 +37,7 @@ class TargetRuntime:
         "exhausted_until",
         "in_flight",
         "key_disabled",
+        "keys_epoch",
         "last_error",
         "operator",
     )
@@ -49,17 +50,23 @@ class TargetRuntime:
         self.key_disabled: set[int] = set()
         self.exhausted_until: dict[int, float] = {}
         self.last_error: tuple[str, float] | None = None
+        self.keys_epoch = 0  # bumped when a reload changes the key list (lane indexes move)
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A granted attempt on one lane; returned exactly once to ``Fleet.finish``."""
+    """A granted attempt on one lane; settled exactly once (``succeeded``, ``failed`` or
+    ``neutral``) and released once. It holds the breaker and budget that granted it, so
+    its outcome lands on them even if a reload moved or removed the lane meanwhile."""
 
     runtime: TargetRuntime
     key_index: int
     model: str
     permit: Permit
     tokens: int
+    breaker: Breaker
+    budget: KeyBudget
+    keys_epoch: int
 
     @property
     def lane(self) -> LaneKey:
@@ -125,8 +132,15 @@ class Fleet:
             budget_retry_in_s=budget.retry_in_s(tokens),
             health=stats.health if stats else 1.0,
             latency_s=stats.latency_s if stats else None,
-            failure_rate=breaker.window.failure_rate if breaker else 0.0,
+            failure_rate=self._failure_rate(breaker),
         )
+
+    def _failure_rate(self, breaker: Breaker | None) -> float:
+        """The window's failure rate once it holds ``min_calls`` outcomes (one early failure
+        must not outweigh a target's priority; the health EWMA covers the short term)."""
+        if breaker is None or breaker.window.calls < self.breaker_settings.min_calls:
+            return 0.0
+        return breaker.window.failure_rate
 
     def _cooling_until(self, lane: LaneKey, now: float) -> float | None:
         ends = [self.cooldowns.until(_cooldown_key(lane, scope), now) for scope in Scope]
@@ -145,20 +159,32 @@ class Fleet:
 
     def lease(self, view: LaneView, tokens: int, now: float) -> Lease | None:
         """Take the lane's breaker permit, budget and a concurrency slot; None if the breaker
-        refuses (it changed since the snapshot)."""
-        rt = self.targets[view.target_id]
+        refuses or the lane is gone (either changed since the snapshot, e.g. a reload
+        removed the target while the request backed off)."""
+        rt = self.targets.get(view.target_id)
+        if rt is None or view.key_index >= len(rt.budgets):
+            return None
         model = view.upstream_model or ""
-        permit, transitions = self.breaker((rt.config.id, view.key_index, model)).acquire(now)
+        breaker = self.breaker((rt.config.id, view.key_index, model))
+        permit, transitions = breaker.acquire(now)
         self.events.emit_all(transitions)
         if permit is None:
             return None
-        rt.budgets[view.key_index].take(tokens)
+        budget = rt.budgets[view.key_index]
+        budget.take(tokens)
         rt.in_flight += 1
-        return Lease(rt, view.key_index, model, permit, tokens)
+        return Lease(rt, view.key_index, model, permit, tokens, breaker, budget, rt.keys_epoch)
+
+    def _current(self, lease: Lease) -> bool:
+        """Whether the lease's lane still exists as it was granted: its target was not
+        removed and its keys not re-listed by a reload since."""
+        rt = lease.runtime
+        return self.targets.get(rt.config.id) is rt and rt.keys_epoch == lease.keys_epoch
 
     def succeeded(self, lease: Lease, ttfb_s: float, now: float) -> None:
-        self.events.emit_all(self.breaker(lease.lane).success(lease.permit, now))
-        self._stats(lease.lane).record(True, ttfb_s)
+        self.events.emit_all(lease.breaker.success(lease.permit, now))
+        if self._current(lease):
+            self._stats(lease.lane).record(True, ttfb_s)
 
     def observe_headers(
         self, lease: Lease, headers: dict[str, str], wall_now: float, now: float
@@ -175,17 +201,22 @@ class Fleet:
                 )
             )
         wait = exhausted_until_s(hints)
-        if wait is not None and wait > 0:
+        if wait is not None and wait > 0 and self._current(lease):
             lease.runtime.exhausted_until[lease.key_index] = now + wait
 
     def failed(self, lease: Lease, plan: FailurePlan, now: float) -> None:
-        """Apply a failure plan's state changes (breaker, cooldown, key disable)."""
-        breaker = self.breaker(lease.lane)
+        """Apply a failure plan's state changes (breaker, cooldown, key disable). On a lane
+        a reload removed or moved meanwhile, only the breaker permit is settled."""
+        breaker = lease.breaker
+        current = self._current(lease)
         if plan.action.breaker is BreakerEffect.FAILURE:
             self.events.emit_all(breaker.failure(lease.permit, now))
-            self._stats(lease.lane).record(False, None)
+            if current:
+                self._stats(lease.lane).record(False, None)
         else:
             self.events.emit_all(breaker.neutral(lease.permit))
+        if not current:
+            return
         rt = lease.runtime
         rt.last_error = (plan.error_class.value, now)
         if plan.cooldown_s > 0:
@@ -201,12 +232,13 @@ class Fleet:
 
     def interrupted(self, lease: Lease, now: float) -> None:
         """A failure after success was recorded (mid-stream): counts against the breaker."""
-        self.events.emit_all(self.breaker(lease.lane).failure(None, now))
-        self._stats(lease.lane).record(False, None)
+        self.events.emit_all(lease.breaker.failure(None, now))
+        if self._current(lease):
+            self._stats(lease.lane).record(False, None)
 
     def neutral(self, lease: Lease) -> None:
         """Neither success nor failure: the client left, or the request itself was bad."""
-        self.events.emit_all(self.breaker(lease.lane).neutral(lease.permit))
+        self.events.emit_all(lease.breaker.neutral(lease.permit))
 
     def release(self, lease: Lease) -> None:
         lease.runtime.in_flight -= 1
@@ -222,10 +254,11 @@ class Fleet:
     def apply(
         self, targets: Iterable[Target], breaker: BreakerSettings, now: float
     ) -> dict[str, list[str]]:
-        """Swap in a new target list as a diff. Unchanged targets keep all their state; a
-        changed one keeps its breakers, cooldowns and health, gets its budgets resized (or
-        rebuilt when its keys changed) and its auth disables cleared; a removed one gets no
-        new requests while its in-flight requests finish on the runtime they hold."""
+        """Swap in a new target list as a diff (ids in config order). Unchanged targets keep
+        all their state; a changed one keeps its operator state, breakers, cooldowns and
+        health, gets its budgets resized in place and its key disables cleared (see
+        ``_reconfigure`` for changed keys); a removed one loses all its state at once and
+        gets no new requests, while its in-flight requests finish on the runtime they hold."""
         diff: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
         fresh: dict[str, TargetRuntime] = {}
         for target in targets:
@@ -238,7 +271,7 @@ class Fleet:
             if rt.config.model_dump() == target.model_dump():
                 diff["unchanged"].append(target.id)
                 continue
-            _reconfigure(rt, target)
+            self._reconfigure(rt, target)
             diff["changed"].append(target.id)
         diff["removed"] = [tid for tid in self.targets if tid not in fresh]
         for tid in diff["removed"]:
@@ -251,26 +284,70 @@ class Fleet:
         return diff
 
     def _forget(self, target_id: str) -> None:
-        for lane in [lane for lane in self.breakers if lane[0] == target_id]:
-            del self.breakers[lane]
-        for lane in [lane for lane in self.stats if lane[0] == target_id]:
-            del self.stats[lane]
+        self._rekey(target_id, {})
         for key in self.cooldowns.active_keys():
             if key[0] == target_id:
                 self.cooldowns.clear(key)
 
+    def _reconfigure(self, rt: TargetRuntime, target: Target) -> None:
+        """Take ``target``'s settings into ``rt``. New limits resize the budgets in place.
+        Per-key state (budget, breakers, health, cooldowns, reported exhaustion) follows each
+        key by its value: a key that moved in the list keeps its state, a new key starts
+        clean, a dropped key's state goes. Key disables end ("until an operator resets it or
+        the config changes")."""
+        moves = _key_moves(rt.config, target)
+        if moves is None:
+            for budget in rt.budgets:
+                budget.reconfigure(target.limits.rpm, target.limits.tpm)
+        else:
+            self._rekey(rt.config.id, moves)
+            kept = {new: rt.budgets[old] for old, new in moves.items()}
+            rt.budgets = [
+                kept.get(index) or KeyBudget(None, None) for index in range(len(target.keys))
+            ]
+            for budget in rt.budgets:
+                budget.reconfigure(target.limits.rpm, target.limits.tpm)
+            rt.exhausted_until = {
+                moves[old]: until for old, until in rt.exhausted_until.items() if old in moves
+            }
+            rt.keys_epoch += 1
+        rt.key_disabled.clear()
+        rt.config = target
 
-def _reconfigure(rt: TargetRuntime, target: Target) -> None:
-    old_keys = [k.get_secret_value() if k else None for k in rt.config.keys]
-    new_keys = [k.get_secret_value() if k else None for k in target.keys]
-    if old_keys != new_keys:
-        rt.budgets = [KeyBudget(target.limits.rpm, target.limits.tpm) for _ in target.keys]
-        rt.exhausted_until.clear()
-    else:
-        for budget in rt.budgets:
-            budget.reconfigure(target.limits.rpm, target.limits.tpm)
-    rt.key_disabled.clear()  # "until an operator resets it or the config changes"
-    rt.config = target
+    def _rekey(self, target_id: str, moves: dict[int, int]) -> None:
+        """Move ``target_id``'s per-key state from old key index to new (``moves``); the
+        state of keys missing from ``moves`` is dropped. Target-wide cooldowns stay."""
+
+        def moved(lane: LaneKey) -> LaneKey | None:
+            if lane[0] != target_id:
+                return lane
+            index = moves.get(lane[1])
+            return None if index is None else (target_id, index, lane[2])
+
+        breakers: dict[LaneKey, Breaker] = {}
+        for lane, b in self.breakers.items():
+            if (new := moved(lane)) is not None:
+                b.name = f"{new[0]}#{new[1]}:{new[2]}"
+                breakers[new] = b
+        self.breakers = breakers
+        self.stats = {new: st for lane, st in self.stats.items() if (new := moved(lane))}
+        per_key = [k for k in self.cooldowns.active_keys() if k[0] == target_id and len(k) > 1]
+        cleared = [c for c in map(self.cooldowns.clear, per_key) if c is not None]
+        for c in cleared:
+            index = moves.get(int(c.key[1]))
+            if index is not None:
+                self.cooldowns.set((target_id, str(index), *c.key[2:]), c.until, c.reason)
+
+
+def _key_moves(old: Target, new: Target) -> dict[int, int] | None:
+    """Old key index → new index for each key ``new`` keeps; None when the key list is
+    unchanged (same keys, same order)."""
+    before = [k.get_secret_value() if k else None for k in old.keys]
+    after = [k.get_secret_value() if k else None for k in new.keys]
+    if before == after:
+        return None
+    position = {key: index for index, key in enumerate(after)}
+    return {i: position[key] for i, key in enumerate(before) if key in position}
 
 
 def _live(until: float | None, now: float) -> float | None:

@@ -45,7 +45,7 @@ H = RateLimitHints
         (E.QUOTA_EXHAUSTED, H(retry_after_s=7200.0), 7200.0),
         (E.OVERLOADED, H(), 15.0),
         (E.OVERLOADED, H(retry_after_s=2.0), 2.0),
-        (E.TRANSIENT_SERVER_FAILURE, H(retry_after_s=100.0), 5.0),
+        (E.TRANSIENT_SERVER_FAILURE, H(retry_after_s=100.0), 100.0),
         (E.TRANSIENT_SERVER_FAILURE, H(), 5.0),
         (E.AUTH_FAILURE, H(retry_after_s=100.0), 0.0),
         (E.INVALID_REQUEST, H(), 0.0),

@@ -98,6 +98,19 @@ async def test_short_retry_after_is_waited_out_on_the_preferred_target(
     assert len(clock.slept) == 1 and 1.0 <= clock.slept[0] <= 1.25
 
 
+async def test_503_with_a_short_retry_after_waits_instead_of_failing_over(
+    upstream: Any, gateway: Any, clock: FakeClock
+) -> None:
+    """A 503 that says "come back in 1 s" is waited out on the preferred target."""
+    a, b = await upstream("a"), await upstream("b")
+    a.queue(error(503, "slow down", **{"Retry-After": "1"}))
+    gw = await gateway([target(a, priority=10), target(b)])
+    raw = await ask(gw)
+    assert raw.headers["x-sidestep-target"] == "a"
+    assert (a.calls, b.calls) == (2, 0)
+    assert len(clock.slept) == 1 and 1.0 <= clock.slept[0] <= 1.25
+
+
 async def test_500_then_success_is_retried_on_the_same_target(upstream: Any, gateway: Any) -> None:
     """A single 500 is retried on the same target: one answer, two upstream calls."""
     a, b = await upstream("a"), await upstream("b")
