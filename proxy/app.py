@@ -11,6 +11,7 @@ from proxy.admin import add_admin_routes
 from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.gateway import GATEWAY, Gateway
+from proxy.metrics import add_metrics
 from proxy.middleware import client_auth, openai_errors
 from proxy.reload import add_reloading
 from proxy.routes import add_routes
@@ -37,6 +38,7 @@ def make_app(
     add_reloading(app, gw, watch=watch_config)
     add_routes(app)
     add_admin_routes(app)
+    add_metrics(app)
     return app
 
 

@@ -120,6 +120,7 @@ class ResponsesInspector:
     TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
 
     def __init__(self) -> None:
+        self.usage: dict[str, Any] | None = None
         self.finished = False
         self.dropped = 0
         self.replacement: bytes | None = None
@@ -140,6 +141,9 @@ class ResponsesInspector:
             return Verdict.ERROR
         if kind in self.TERMINAL:
             self.finished = True
+            response = obj.get("response")
+            usage = response.get("usage") if isinstance(response, dict) else None
+            self.usage = usage if isinstance(usage, dict) else None
             return Verdict.END
         return Verdict.FORWARD
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from policies.stitch import merge_usage
 from proxy.errors import error_body, stream_error_frame
 from proxy.fleet import Lease
 from proxy.headers import client_headers
@@ -50,7 +51,7 @@ async def serve_stream(run: Run, lease: Lease, resp: UpstreamResponse) -> web.St
         await _finish_chat(run, out, stitch, result)
     else:
         _note_plain_segment(run, lease, result)
-        await _finish_plain(run, lease, out, result)
+        await _finish_plain(run, lease, out, inspector, result)
     await out.write_eof()
     return out
 
@@ -58,6 +59,8 @@ async def serve_stream(run: Run, lease: Lease, resp: UpstreamResponse) -> web.St
 async def _finish_chat(
     run: Run, out: web.StreamResponse, stitch: Stitch, result: SegmentResult
 ) -> None:
+    run.record.usage = merge_usage(stitch.usages)
+    run.account_usage(stitch.lease)
     if result.ending.interrupted:
         run.record.outcome = "upstream_error"
         run.record.error = f"stream interrupted: {stitch.gave_up}"
@@ -101,10 +104,13 @@ def _note_plain_segment(run: Run, lease: Lease, result: SegmentResult) -> None:
 
 
 async def _finish_plain(
-    run: Run, lease: Lease, out: web.StreamResponse, result: SegmentResult
+    run: Run, lease: Lease, out: web.StreamResponse, inspector: Inspector, result: SegmentResult
 ) -> None:
     """Responses API and legacy completions streams are not stitched (see README): an
     interruption ends them with one error event."""
+    if isinstance(inspector, ResponsesInspector):
+        run.record.usage = inspector.usage
+        run.account_usage(lease)
     if not result.ending.interrupted:
         run.record.outcome = "ok"
         if run.creq.endpoint is not Endpoint.RESPONSES:

@@ -109,3 +109,19 @@ async def test_client_disconnect_cancels_the_upstream(upstream: Any, gateway: An
         await asyncio.wait_for(r.content.readuntil(b"\n\n"), 5)
         r.close()
     await asyncio.wait_for(up.cancelled.wait(), 1.0)
+
+
+async def test_streamed_usage_is_recorded_for_accounting(upstream: Any, gateway: Any) -> None:
+    """A stream's include_usage chunk lands in the request record (tokens metric, budgets)."""
+    up = await upstream("a")
+    gw = await gateway([target(up)])
+    stream = await gw.openai().chat.completions.create(
+        model="m",
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "count me"}],
+    )
+    usage = [chunk.usage async for chunk in stream if chunk.usage]
+    record = gw.gw.recent[-1]
+    assert record.usage is not None
+    assert record.usage["completion_tokens"] == usage[0].completion_tokens
