@@ -2,8 +2,10 @@
 
 ``sidestep status | pause | resume | drain | reset | disable | enable | reload | events |
 explain``. The URL comes from ``--url``, else ``SIDESTEP_URL``, else the config file's
-``listen`` (``--config`` or ``./sidestep.yaml``), else ``http://127.0.0.1:8787``; the token
-from ``--token``, else ``SIDESTEP_ADMIN_TOKEN``, else the config's ``admin.token``.
+``listen`` (``--config`` or ``./sidestep.yaml``), else ``http://127.0.0.1:8787`` (the ``/v1``
+URL that ``serve`` prints works too); the token from ``--token``, else
+``SIDESTEP_ADMIN_TOKEN``, else the config's ``admin.token``. Requests never go through
+``HTTP(S)_PROXY``: they carry the admin token.
 
 Exit codes a script can rely on: 0 done; 1 the gateway refused (unknown target, invalid
 config on reload…); 3 the gateway could not be reached; 4 authentication failed.
@@ -12,10 +14,12 @@ config on reload…); 3 the gateway could not be reached; 4 authentication faile
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,9 +41,13 @@ class AdminError(Exception):
 
 class AdminClient:
     def __init__(self, url: str, token: str | None, timeout_s: float = 10.0) -> None:
-        self.url = url.rstrip("/")
+        # the URL ``serve`` prints is the client base URL, ending in /v1: accept it too
+        self.url = url.rstrip("/").removesuffix("/v1")
         self.token = token
         self.timeout_s = timeout_s
+        # Never through HTTP(S)_PROXY: the gateway is local, and the request carries the
+        # admin token, which has no business reaching a proxy.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _request(self, method: str, path: str, body: object = None) -> urllib.request.Request:
         data = None if body is None else json.dumps(body).encode()
@@ -52,20 +60,33 @@ class AdminClient:
 
     def _open(self, req: urllib.request.Request, timeout_s: float | None) -> Any:
         try:
-            return urllib.request.urlopen(req, timeout=timeout_s)
+            return self._opener.open(req, timeout=timeout_s)
         except urllib.error.HTTPError as exc:
             raise _refusal(exc) from None
-        except (urllib.error.URLError, OSError) as exc:
-            message = f"cannot reach sidestep at {self.url}: {_reason(exc)}"
-            raise AdminError(EXIT_UNREACHABLE, message) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: BaseException) -> AdminError:
+        return AdminError(EXIT_UNREACHABLE, f"cannot reach sidestep at {self.url}: {_reason(exc)}")
 
     def call(self, method: str, path: str, body: object = None) -> Any:
         with self._open(self._request(method, path, body), self.timeout_s) as resp:
-            return json.loads(resp.read() or b"null")
+            try:
+                raw = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._unreachable(exc) from None
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:
+            message = f"{self.url} answered with something other than JSON: is it sidestep?"
+            raise AdminError(EXIT_REFUSED, message) from None
 
     def stream(self, path: str) -> Iterator[bytes]:
         with self._open(self._request("GET", path), None) as resp:
-            yield from resp
+            try:
+                yield from resp
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._unreachable(exc) from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -77,7 +98,10 @@ def _refusal(exc: urllib.error.HTTPError) -> AdminError:
         message = json.loads(exc.read())["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = exc.reason
-    code = EXIT_AUTH if exc.code in (401, 403) else EXIT_REFUSED
+    if exc.code == 401:
+        hint = " (pass --token, or set SIDESTEP_ADMIN_TOKEN or admin.token in --config)"
+        return AdminError(EXIT_AUTH, f"sidestep answered 401: {message}{hint}")
+    code = EXIT_AUTH if exc.code == 403 else EXIT_REFUSED
     return AdminError(code, f"sidestep answered {exc.code}: {message}")
 
 
@@ -147,10 +171,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _segment(value: str) -> str:
+    """``value`` as one URL path segment (a typo with a space or slash stays a 404)."""
+    return urllib.parse.quote(value, safe="")
+
+
 def cmd_target(args: argparse.Namespace) -> int:
-    data = client_from(args).call("POST", f"/admin/targets/{args.target}/{args.command}")
+    path = f"/admin/targets/{_segment(args.target)}/{args.command}"
+    data = client_from(args).call("POST", path)
     print(f"{data['id']}: {data['state']} (operator: {data['operator']})")
     return EXIT_OK
+
+
+_DIFF_LABELS = {
+    "added": "added",
+    "removed": "removed",
+    "changed": "changed",
+    "sections_changed": "sections changed",
+}
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -158,11 +196,14 @@ def cmd_reload(args: argparse.Namespace) -> int:
         data = client_from(args).call("POST", "/admin/reload")
     except AdminError as exc:
         if exc.code == EXIT_REFUSED:
-            print(f"reload rejected: {exc}", file=sys.stderr)
+            message = f"reload rejected, the running config is unchanged; {exc}"
+            raise AdminError(exc.code, message) from None
         raise
     diff = data.get("diff", {})
-    changes = [f"{k}: {', '.join(v)}" for k, v in diff.items() if v and k != "unchanged"]
+    changes = [f"{label}: {', '.join(diff[k])}" for k, label in _DIFF_LABELS.items() if diff.get(k)]
     print("reloaded: " + ("; ".join(changes) if changes else "no effective change"))
+    if diff.get("restart_required"):
+        print(f"restart sidestep to apply: {', '.join(diff['restart_required'])}")
     return EXIT_OK
 
 
@@ -178,7 +219,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    record = client_from(args).call("GET", f"/admin/requests/{args.request_id}")
+    record = client_from(args).call("GET", f"/admin/requests/{_segment(args.request_id)}")
     print(explain(record))
     return EXIT_OK
 

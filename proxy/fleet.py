@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from policies.breaker import Breaker, BreakerState, Permit
 from policies.cooldown import Cooldowns
@@ -302,11 +303,12 @@ class Fleet:
         else:
             self._rekey(rt.config.id, moves)
             kept = {new: rt.budgets[old] for old, new in moves.items()}
-            rt.budgets = [
-                kept.get(index) or KeyBudget(None, None) for index in range(len(target.keys))
-            ]
-            for budget in rt.budgets:
+            for budget in kept.values():
                 budget.reconfigure(target.limits.rpm, target.limits.tpm)
+            rt.budgets = [
+                kept[index] if index in kept else KeyBudget(target.limits.rpm, target.limits.tpm)
+                for index in range(len(target.keys))
+            ]
             rt.exhausted_until = {
                 moves[old]: until for old, until in rt.exhausted_until.items() if old in moves
             }
@@ -330,7 +332,11 @@ class Fleet:
                 b.name = f"{new[0]}#{new[1]}:{new[2]}"
                 breakers[new] = b
         self.breakers = breakers
-        self.stats = {new: st for lane, st in self.stats.items() if (new := moved(lane))}
+        stats: dict[LaneKey, LaneStats] = {}
+        for lane, st in self.stats.items():
+            if (new := moved(lane)) is not None:
+                stats[new] = st
+        self.stats = stats
         per_key = [k for k in self.cooldowns.active_keys() if k[0] == target_id and len(k) > 1]
         cleared = [c for c in map(self.cooldowns.clear, per_key) if c is not None]
         for c in cleared:
@@ -354,8 +360,8 @@ def _live(until: float | None, now: float) -> float | None:
     return until if until is not None and until > now else None
 
 
-class OperatorAction:
-    """Operator commands on one target (admin API / CLI); each returns the events it caused."""
+class OperatorAction(StrEnum):
+    """Operator commands on one target (admin API and CLI)."""
 
     PAUSE = "pause"
     RESUME = "resume"
@@ -363,7 +369,6 @@ class OperatorAction:
     DISABLE = "disable"
     ENABLE = "enable"
     RESET = "reset"
-    ALL = (PAUSE, RESUME, DRAIN, DISABLE, ENABLE, RESET)
 
 
 _OPERATOR_STATES = {
@@ -375,12 +380,16 @@ _OPERATOR_STATES = {
 }
 
 
-def operate(fleet: Fleet, target_id: str, action: str, now: float) -> list[object]:
-    """Apply ``action`` to ``target_id``; ``reset`` closes its breakers and clears its
-    cooldowns, key disables and upstream-reported exhaustion."""
+def operate(fleet: Fleet, target_id: str, action: OperatorAction, now: float) -> list[object]:
+    """Apply ``action`` to ``target_id`` and return the events it caused (also emitted).
+    pause/drain/disable set the operator state that keeps new requests away (drain and
+    pause let in-flight ones finish; so does disable); resume and enable set it back to
+    active. ``reset`` forgets what the target's failures taught: it closes its breakers and
+    clears its cooldowns, key disables, upstream-reported exhaustion and health scores, so
+    it competes for traffic as a fresh target would; it leaves the operator state alone."""
     rt = fleet.targets[target_id]
     events: list[object] = []
-    if action == OperatorAction.RESET:
+    if action is OperatorAction.RESET:
         for lane, breaker in fleet.breakers.items():
             if lane[0] == target_id:
                 events.extend(breaker.reset(now))
@@ -389,11 +398,13 @@ def operate(fleet: Fleet, target_id: str, action: str, now: float) -> list[objec
                 cleared = fleet.cooldowns.clear(key)
                 if cleared is not None:
                     events.append(cleared)
+        for lane in [lane for lane in fleet.stats if lane[0] == target_id]:
+            del fleet.stats[lane]
         rt.key_disabled.clear()
         rt.exhausted_until.clear()
     else:
         rt.operator = _OPERATOR_STATES[action]
-    events.append(TargetOperated(target_id, action, rt.operator.value, now))
+    events.append(TargetOperated(target_id, action.value, rt.operator.value, now))
     fleet.events.emit_all(events)
     return events
 

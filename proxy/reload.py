@@ -71,6 +71,9 @@ class Reloader:
     async def poll(self) -> ReloadResult | None:
         """One watch step: reload when the file changed and has been stable for two polls."""
         seen = await asyncio.to_thread(_signature, self.path)
+        if seen is None and self._last_seen is not None:
+            log.warning("config file %s is gone; keeping the last good config", self.path)
+            self._last_seen = None  # said once; a file that comes back is a change
         if seen is None or seen == self._last_seen:
             self._pending = None
             return None
@@ -82,25 +85,39 @@ class Reloader:
         return await self.reload(trigger="watch")
 
     async def reload(self, *, trigger: str) -> ReloadResult:
+        """Read, validate and apply the file now (``trigger`` names who asked: watch, sighup,
+        admin…); the result is also ``/admin/status``'s ``reload`` and a ``ConfigReloaded``."""
         async with self._lock:
             result = await self._reload(trigger)
-        status = {**result.as_dict(), "trigger": trigger, "at": self.gw.clock.wall()}
-        self.gw.reload_status = status
-        self.gw.events.emit(ConfigReloaded(result.result, self.path, status, self.gw.clock.wall()))
+            status = {**result.as_dict(), "trigger": trigger, "at": self.gw.clock.wall()}
+            self.gw.reload_status = status
+            self.gw.events.emit(
+                ConfigReloaded(result.result, self.path, status, self.gw.clock.wall())
+            )
         return result
 
     async def _reload(self, trigger: str) -> ReloadResult:
+        # Stat before reading: a write that lands after the read still shows as a change.
+        seen = await asyncio.to_thread(_signature, self.path)
         try:
             data_hash, config = await asyncio.to_thread(_read, self.path)
         except ConfigError as exc:
             log.error("config reload (%s) failed, keeping the last good config:\n%s", trigger, exc)
+            self._saw(seen)
             return ReloadResult("error", {"error": str(exc), "problems": list(exc.problems)})
+        self._saw(seen)
         if data_hash == self._applied_hash and trigger == "watch":
             return ReloadResult("unchanged", {})
         diff = apply_config(self.gw, config)
         self._applied_hash = data_hash
         log.info("config reloaded (%s): %s", trigger, _describe(diff))
         return ReloadResult("ok", {"diff": diff})
+
+    def _saw(self, seen: Signature | None) -> None:
+        """The file as read by a reload: the watcher need not read it again (an explicit
+        reload would otherwise be followed by a second, "unchanged", one)."""
+        if seen is not None:
+            self._last_seen, self._pending = seen, None
 
     async def watch(self) -> None:
         """Poll forever (cancelled at shutdown); failures are logged, never fatal."""
@@ -139,7 +156,8 @@ def apply_config(gw: Gateway, new: Config) -> dict[str, Any]:
     old = gw.config
     diff = gw.fleet.apply(new.targets, new.breaker, gw.clock.monotonic())
     gw.admission.settings = new.admission
-    gw.secrets = config_secrets(new)
+    # Keys a reload removed stay scrubbed: in-flight requests may still echo them.
+    gw.secrets = tuple(dict.fromkeys(config_secrets(new) + gw.secrets))
     gw.config = new
     sections = [
         name

@@ -91,4 +91,4 @@ class Run:
         usage = self.record.usage
         total = usage.get("total_tokens") if usage else None
         if isinstance(total, int):
-            lease.runtime.budgets[lease.key_index].correct(lease.tokens, total)
+            lease.budget.correct(lease.tokens, total)

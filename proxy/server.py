@@ -77,10 +77,24 @@ def on_hup(app: web.Application, hook: HupHook) -> None:
 
 
 def _on_hup(app: web.Application, pending: set[asyncio.Task[object]]) -> None:
+    """Run every hook; one that fails is logged and never stops the others or the server."""
     log.info("SIGHUP: reloading")
     for hook in app.get(HUP_HOOKS, []):
-        result = hook()
+        try:
+            result = hook()
+        except Exception:
+            log.exception("SIGHUP hook failed")
+            continue
         if asyncio.iscoroutine(result):
             task: asyncio.Task[object] = asyncio.ensure_future(result)
             pending.add(task)
-            task.add_done_callback(pending.discard)
+            task.add_done_callback(_hook_done(pending))
+
+
+def _hook_done(pending: set[asyncio.Task[object]]) -> Callable[[asyncio.Task[object]], None]:
+    def done(task: asyncio.Task[object]) -> None:
+        pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("SIGHUP hook failed", exc_info=task.exception())
+
+    return done

@@ -15,12 +15,16 @@ ADMIN_PREFIXES = ("/admin/", "/webhook/")
 
 
 def is_loopback(remote: str | None) -> bool:
+    """Whether the peer address is loopback: 127/8, ::1, or 127/8 as an IPv4-mapped IPv6
+    address (an IPv4 client of a dual-stack socket; Python < 3.13 calls that not loopback)."""
     if not remote:
         return False
     try:
-        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+        address = ipaddress.ip_address(remote.split("%")[0])
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)
 
 
 @web.middleware
@@ -38,9 +42,18 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
             )
         return await handler(request)
     auth = request.headers.get("Authorization", "")
-    given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
+    # header values that are not UTF-8 arrive surrogate-escaped; they must fail, not crash
+    given = (
+        auth[7:].strip().encode("utf-8", "surrogateescape")
+        if auth[:7].lower() == "bearer "
+        else b""
+    )
     if not hmac.compare_digest(given, token.get_secret_value().encode()):
         return error_response(
-            401, "missing or wrong admin token", "authentication_error", code="invalid_admin_token"
+            401,
+            "missing or wrong admin token",
+            "authentication_error",
+            code="invalid_admin_token",
+            headers={"WWW-Authenticate": 'Bearer realm="sidestep admin"'},
         )
     return await handler(request)

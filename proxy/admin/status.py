@@ -104,15 +104,20 @@ async def status(request: web.Request) -> web.Response:
 @routes.post("/admin/targets/{target}/{action}")
 async def target_action(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    target, action = request.match_info["target"], request.match_info["action"]
-    if action not in OperatorAction.ALL:
+    target, name = request.match_info["target"], request.match_info["action"]
+    try:
+        action = OperatorAction(name)
+    except ValueError:
         return error_response(
             404,
-            f"unknown action {action!r}; one of {', '.join(OperatorAction.ALL)}",
+            f"unknown action {name!r}; one of {', '.join(OperatorAction)}",
             code="unknown_action",
         )
     if target not in gw.fleet.targets:
-        return error_response(404, f"unknown target {target!r}", code="unknown_target")
+        known = ", ".join(gw.fleet.targets) or "(none)"
+        return error_response(
+            404, f"unknown target {target!r}; targets: {known}", code="unknown_target"
+        )
     operate(gw.fleet, target, action, gw.clock.monotonic())
     return json_response(target_status(gw, gw.fleet.targets[target]))
 
@@ -121,9 +126,13 @@ async def target_action(request: web.Request) -> web.Response:
 async def recent_requests(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     try:
-        limit = max(1, min(int(request.query.get("limit", "50")), len(gw.recent) or 1))
+        limit = int(request.query.get("limit", "50"))
     except ValueError:
-        return error_response(400, "limit must be an integer", param="limit", code="invalid_limit")
+        limit = 0
+    if limit < 1:
+        return error_response(
+            400, "limit must be a positive integer", param="limit", code="invalid_limit"
+        )
     items = list(gw.recent)[-limit:]
     return json_response({"requests": [r.as_dict() for r in reversed(items)]})
 
@@ -152,4 +161,20 @@ async def reload(request: web.Request) -> web.Response:
             code="no_config_file",
         )
     result = await reloader.reload(trigger="admin")
-    return json_response(result.as_dict(), status=200 if result.result != "error" else 422)
+    if result.result != "error":
+        return json_response(result.as_dict())
+    # The OpenAI error shape, like every other refusal (the CLI and SDK-style clients read
+    # error.message), plus the individual problems for scripts.
+    return json_response(
+        {
+            "error": {
+                "message": result.detail["error"],
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_config",
+            },
+            "result": "error",
+            "problems": result.detail["problems"],
+        },
+        status=422,
+    )
