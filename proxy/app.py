@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from proxy.admin import add_admin_routes
+from proxy.audit import audit_ctx
 from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.gateway import GATEWAY, Gateway
 from proxy.metrics import add_metrics
 from proxy.middleware import client_auth, openai_errors
+from proxy.notify import notify_ctx
 from proxy.reload import add_reloading
 from proxy.routes import add_routes
 from proxy.upstream import AiohttpUpstream, Upstream, make_session
@@ -35,6 +37,7 @@ def make_app(
     )
     app[GATEWAY] = gw
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
+    app.cleanup_ctx.extend((audit_ctx(gw), notify_ctx(gw)))
     add_reloading(app, gw, watch=watch_config)
     add_routes(app)
     add_admin_routes(app)

@@ -98,3 +98,111 @@ class EventBus:
     def emit_all(self, events: tuple[object, ...] | list[object]) -> None:
         for event in events:
             self.emit(event)
+
+
+# --- sessions and git isolation (``proxy.sessions``, ``proxy.gitops``, ``proxy.hooks``) -----
+# Emitted off the request path when the background work is done; none carries a time (the
+# bus is synchronous, so "now" is when it happened). ``reason`` is the failover's reason,
+# ``test_result`` one of passed | failed | timeout | not_run.
+
+
+@dataclass(frozen=True, slots=True)
+class GitIsolated:
+    """A switch was isolated: the work is committed (branch mode, HEAD now on
+    ``branch_to``) or snapshotted (checkpoint mode, ``branch_to`` not checked out)."""
+
+    session: str
+    repo: str
+    mode: str
+    from_target: str
+    to_target: str
+    branch_from: str
+    branch_to: str
+    commit: str | None
+    committed: bool  # False: there was nothing to commit, the branch is at HEAD
+    test_result: str
+    reason: str
+    push: str | None = None  # None: not pushed; "ok"; else why the push failed
+
+
+@dataclass(frozen=True, slots=True)
+class GitRefused:
+    """The hook or an operator action changed nothing: ``refusal`` says why (mid-merge,
+    detached HEAD, not a work tree, index locked, workdir outside allowed_roots…) or a git
+    command failed (``refusal`` = "git_failed", ``detail`` has its error)."""
+
+    session: str
+    repo: str | None
+    refusal: str
+    detail: str
+    from_target: str | None
+    to_target: str | None
+    branch_from: str | None
+    branch_to: str | None
+    test_result: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionOpened:
+    """The tests failed with ``git.tests.block_on_fail``: nothing was branched; an operator
+    answers with isolate or skip (``POST /admin/decisions/{id}`` or ``/webhook/decision``)."""
+
+    decision_id: str
+    session: str
+    repo: str
+    from_target: str
+    to_target: str
+    branch_from: str | None
+    branch_to: str | None  # the branch isolate would create now
+    test_result: str
+    test_output: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionAnswered:
+    decision_id: str
+    session: str
+    choice: str  # isolate | skip
+    state: str  # isolated | skipped | failed
+    from_target: str
+    to_target: str
+    branch_from: str | None
+    branch_to: str | None
+    test_result: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GitActionFinished:
+    """An operator rollback or merge ran: ``outcome`` is rolled_back, merged or conflict
+    (the merge was aborted and HEAD is back on ``branch_from``; ``conflicts`` lists paths)."""
+
+    session: str
+    action: str
+    repo: str
+    outcome: str
+    branch_from: str
+    branch_to: str
+    commit: str | None
+    conflicts: tuple[str, ...]
+    detail: str
+    test_result: str = "not_run"
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HookRan:
+    """One ``hooks.on_failover`` command finished (``returncode`` None: timed out or could
+    not start); ``output`` is the tail of its stdout and stderr."""
+
+    session: str
+    command: str
+    returncode: int | None
+    timed_out: bool
+    output: str
+    from_target: str
+    to_target: str
+    branch: str | None
+    reason: str

@@ -240,9 +240,10 @@ def _describe(run: Run, last: tuple[Failed, FailurePlan]) -> str:
         f"HTTP {failed.outcome.status}" if failed.outcome.status else failed.outcome.stage.value
     )
     detail = f"{failed.lease.runtime.config.id} answered {status} ({plan.error_class.value})"
-    snippet = failed.outcome.body[:300].decode("utf-8", "replace").strip()
+    # scrub before cutting: a secret cut in half no longer matches and would leak its half
+    snippet = scrub(failed.outcome.body, run.gw.secrets)[:300].decode("utf-8", "replace").strip()
     if snippet:
-        detail += ": " + scrub_text(snippet, run.gw.secrets)
+        detail += ": " + snippet
     return detail
 
 
@@ -286,6 +287,6 @@ def _upstream_answer(run: Run, failed: Failed, plan: FailurePlan) -> web.Respons
     run.record.status = status
     out = web.Response(status=status, body=body)
     for name, value in client_headers(outcome.headers.items()):
-        out.headers.add(name, value)
+        out.headers.add(name, scrub_text(value, run.gw.secrets))  # e.g. www-authenticate echoes
     out.headers.update(run.sidestep_headers(failed.lease))
     return out

@@ -22,4 +22,8 @@ def scrub(data: bytes, secrets: Iterable[bytes] = ()) -> bytes:
 
 
 def scrub_text(text: str, secrets: Iterable[bytes] = ()) -> str:
-    return scrub(text.encode(), secrets).decode("utf-8", "replace")
+    """``scrub`` for text, e.g. a header value; undecodable bytes (which aiohttp hands over
+    surrogate-escaped) pass through unchanged instead of raising."""
+    return scrub(text.encode("utf-8", "surrogateescape"), secrets).decode(
+        "utf-8", "surrogateescape"
+    )

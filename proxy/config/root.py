@@ -18,7 +18,9 @@ from policies.settings import (
 )
 
 from .admin import Admin
+from .audit import Audit
 from .errors import SUB_PATH_CTX
+from .notifications import Notifications
 from .section import Section
 from .server import Auth, Limits, Listen
 from .streams import Streams
@@ -42,6 +44,8 @@ class Config(Section):
     breaker: BreakerSettings = BreakerSettings()
     cooldown: CooldownSettings = CooldownSettings()
     admission: AdmissionSettings = AdmissionSettings()
+    audit: Audit = Audit()
+    notifications: Notifications = Notifications()
     targets: tuple[Target, ...] = Field(default=(), validate_default=True)
 
     _source: str | None = PrivateAttr(default=None)
