@@ -17,6 +17,7 @@ from proxy.middleware import client_auth, openai_errors
 from proxy.notify import notify_ctx
 from proxy.reload import add_reloading
 from proxy.routes import add_routes
+from proxy.sessions import add_sessions
 from proxy.upstream import AiohttpUpstream, Upstream, make_session
 
 
@@ -38,6 +39,7 @@ def make_app(
     app[GATEWAY] = gw
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
     app.cleanup_ctx.extend((audit_ctx(gw), notify_ctx(gw)))
+    add_sessions(app, gw)
     add_reloading(app, gw, watch=watch_config)
     add_routes(app)
     add_admin_routes(app)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy import __version__, cli_admin
+from proxy import __version__, cli_admin, cli_sessions
 from proxy.config import (
     Config,
     ConfigError,
@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--exit", action="store_true", help="exit after the tour instead of serving")
     demo.set_defaults(func=cmd_demo)
     cli_admin.register(sub)
+    cli_sessions.register(sub)
     return parser
 
 

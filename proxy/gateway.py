@@ -44,6 +44,7 @@ class Gateway:
     started: float = 0.0
     secrets: tuple[bytes, ...] = ()
     affinity: Affinity = field(default_factory=Affinity)
+    pinned: dict[str, str] = field(default_factory=dict)  # session -> target (proxy.sessions)
     recent: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
     reload_status: dict[str, Any] = field(default_factory=lambda: {"result": "none"})
 

@@ -35,7 +35,7 @@ def proxy_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.S
             request,
             endpoint,
             max_body_bytes=gw.config.limits.max_body_bytes,
-            session_header=SESSION_HEADER,
+            session_header=gw.config.sessions.header,
         )
         run = Run(gw, creq, request)
         try:

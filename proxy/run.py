@@ -34,7 +34,9 @@ class Run:
         # waiting does not cure its failure: decides between 429 + Retry-After and 503
         self.back_at: dict[str, float | None] = {}
         self.targets_tried: list[str] = []
-        self.session_target = gw.affinity.get(creq.session, self.started) if creq.session else None
+        self.session_target = gw.pinned.get(creq.session or "default") or (
+            gw.affinity.get(creq.session, self.started) if creq.session else None
+        )
         self.record = RequestRecord(
             request_id=creq.request_id,
             endpoint=creq.endpoint.value,

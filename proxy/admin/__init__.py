@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.admin import events, guard, status
+from proxy.admin import events, guard, sessions, status
 
 
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_routes(status.routes)
+    app.router.add_routes(sessions.routes)
     events.install(app)
     app.middlewares.append(guard.admin_guard)
 

@@ -20,9 +20,12 @@ from policies.settings import (
 from .admin import Admin
 from .audit import Audit
 from .errors import SUB_PATH_CTX
+from .git import Git
+from .hooks import Hooks
 from .notifications import Notifications
 from .section import Section
 from .server import Auth, Limits, Listen
+from .sessions import Sessions
 from .streams import Streams
 from .targets import Target
 
@@ -46,6 +49,10 @@ class Config(Section):
     admission: AdmissionSettings = AdmissionSettings()
     audit: Audit = Audit()
     notifications: Notifications = Notifications()
+    state_dir: str | None = ".sidestep"  # beside the config file (proxy.sessions.state_file)
+    sessions: Sessions = Sessions()
+    git: Git = Git()
+    hooks: Hooks = Hooks()
     targets: tuple[Target, ...] = Field(default=(), validate_default=True)
 
     _source: str | None = PrivateAttr(default=None)
