@@ -24,7 +24,7 @@ from proxy.errors import error_body, error_response
 from proxy.events import AdmissionRejected, FailedOver
 from proxy.headers import client_headers
 from proxy.run import Run
-from proxy.scrub import scrub, scrub_text
+from proxy.scrub import scrub
 
 MAX_DECISIONS_KEPT = 8
 
@@ -286,7 +286,7 @@ def _upstream_answer(run: Run, failed: Failed, plan: FailurePlan) -> web.Respons
     run.record.outcome = "client_error" if 400 <= status < 500 else "upstream_error"
     run.record.status = status
     out = web.Response(status=status, body=body)
-    for name, value in client_headers(outcome.headers.items()):
-        out.headers.add(name, scrub_text(value, run.gw.secrets))  # e.g. www-authenticate echoes
+    for name, value in client_headers(outcome.headers.items(), run.gw.secrets):
+        out.headers.add(name, value)
     out.headers.update(run.sidestep_headers(failed.lease))
     return out

@@ -29,6 +29,9 @@ def config_secrets(config: Config) -> tuple[bytes, ...]:
     found.extend(k.get_secret_value().encode() for k in config.auth.client_keys)
     if config.admin.token is not None:
         found.append(config.admin.token.get_secret_value().encode())
+    found.extend(hook.url.get_secret_value().encode() for hook in config.notifications.webhooks)
+    if config.notifications.callback_url is not None:
+        found.append(config.notifications.callback_url.get_secret_value().encode())
     return tuple(s for s in found if s)
 
 

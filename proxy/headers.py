@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import SecretStr
 
+from proxy.scrub import scrub_text
+
 FORWARDED_REQUEST_HEADERS = frozenset(
     {
         "openai-beta",
@@ -75,13 +77,18 @@ def _connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     )
 
 
-def client_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The upstream's response headers that may reach the client unchanged: not hop-by-hop
-    (listed above or named in the upstream's ``Connection``), not framing or encoding."""
+def client_headers(
+    upstream: Iterable[tuple[str, str]], secrets: Iterable[bytes] = ()
+) -> list[tuple[str, str]]:
+    """The upstream's response headers that may reach the client: not hop-by-hop (listed
+    above or named in the upstream's ``Connection``), not framing or encoding, and with any
+    configured secret or key-like token an upstream echoed (e.g. in ``www-authenticate``)
+    scrubbed from the values."""
     pairs = list(upstream)
     hop_by_hop = _connection_listed(pairs)
+    secrets = tuple(secrets)
     return [
-        (k, v)
+        (k, scrub_text(v, secrets))
         for k, v in pairs
         if k.lower() not in DROPPED_RESPONSE_HEADERS and k.lower() not in hop_by_hop
     ]

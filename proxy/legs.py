@@ -32,7 +32,7 @@ class InitialLeg:
         run.account_usage(lease)
         run.record.outcome = "ok"
         out = web.Response(status=resp.status, body=body)
-        for name, value in client_headers(resp.headers.items()):
+        for name, value in client_headers(resp.headers.items(), run.gw.secrets):
             out.headers.add(name, value)
         out.headers.update(run.sidestep_headers(lease))
         return out

@@ -36,7 +36,7 @@ def inspector_for(endpoint: Endpoint) -> Inspector:
 
 async def serve_stream(run: Run, lease: Lease, resp: UpstreamResponse) -> web.StreamResponse:
     out = web.StreamResponse(status=resp.status)
-    for name, value in client_headers(resp.headers.items()):
+    for name, value in client_headers(resp.headers.items(), run.gw.secrets):
         if name.lower() != "content-type":
             out.headers.add(name, value)
     out.headers.update(SSE_HEADERS)

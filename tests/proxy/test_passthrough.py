@@ -125,3 +125,18 @@ async def test_streamed_usage_is_recorded_for_accounting(upstream: Any, gateway:
     record = gw.gw.recent[-1]
     assert record.usage is not None
     assert record.usage["completion_tokens"] == usage[0].completion_tokens
+
+
+async def test_a_key_echoed_in_upstream_headers_never_reaches_the_client(
+    upstream: Any, gateway: Any
+) -> None:
+    """An upstream header that echoes the target's key is scrubbed on a successful answer."""
+    up = await upstream("a")
+    up.queue(Reply(body={"ok": True}, headers={"x-debug": "auth=sk-a-upstream-key-0001"}))
+    gw = await gateway([target(up)])
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gw.base_url + "/chat/completions", json={"model": "m", "messages": []}) as r,
+    ):
+        assert r.status == 200
+        assert "sk-a-upstream-key-0001" not in r.headers["x-debug"]
