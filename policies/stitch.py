@@ -144,6 +144,10 @@ class Transcript:
         calls = (c for _, c in sorted(self._tools.items()))
         return [{"id": c.id or "", "type": "function", "function": c.function()} for c in calls]
 
+    def tool_indexes(self) -> frozenset[int]:
+        """Indexes of the tool calls started so far."""
+        return frozenset(self._tools)
+
     @property
     def open_tool_call(self) -> bool:
         """True if some tool call's arguments so far do not parse as JSON (parses on access)."""

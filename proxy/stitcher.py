@@ -24,6 +24,7 @@ from aiohttp import web
 from policies.overlap import OverlapTrimmer
 from policies.stitch import (
     ChunkRewriter,
+    ToolCallDelta,
     Transcript,
     chunk_info,
     continuation_request,
@@ -86,6 +87,20 @@ class Stitch:
             estimate = max(0, end - start) // 4  # unreported: ~4 characters a token
             self.usages[-1] = {"completion_tokens": estimate, "total_tokens": estimate}
 
+    @property
+    def needs_prefill(self) -> bool:
+        """A stream cut after tool calls began can only be continued by a target that takes
+        the partial assistant message (with its tool calls) as a prefill; any other would
+        restart or corrupt the arguments."""
+        return bool(self.transcript.tool_indexes())
+
+    def exclude_non_prefill(self) -> None:
+        for rt in self.run.gw.fleet.targets.values():
+            if not rt.config.prefill:
+                self.run.failed_lanes.update(
+                    f"{rt.config.id}#{i}" for i in range(len(rt.config.keys))
+                )
+
     def cannot_resume(self) -> str | None:
         run = self.run
         streams = run.gw.config.streams
@@ -95,8 +110,10 @@ class Stitch:
             return "resume is off for this request (x-sidestep-resume: off)"
         if run.creq.endpoint is not Endpoint.CHAT or len(self.first.transcripts) > 1:
             return "only single-choice chat streams can be resumed"
-        if self.transcript.tool_calls():
-            return "interrupted inside a tool call; resuming could corrupt its arguments"
+        if self.needs_prefill and not any(
+            rt.config.prefill for rt in run.gw.fleet.targets.values()
+        ):
+            return "interrupted inside a tool call and no target with prefill: true can continue it"
         if run.record.resumes >= streams.max_resumes:
             return f"gave up after {run.record.resumes} resume(s) (streams.max_resumes)"
         return None
@@ -135,6 +152,8 @@ async def resume(stitch: Stitch, result: SegmentResult) -> SegmentResult:
 
 async def _continue(stitch: Stitch, reason: Ending) -> ContinuationLeg:
     run = stitch.run
+    if stitch.needs_prefill:
+        stitch.exclude_non_prefill()
     run.targets_tried.clear()
     run.retries.clear()
     leg = ContinuationLeg(stitch, reason)
@@ -205,6 +224,7 @@ class ContinuationInspector:
         self.replacement: bytes | None = None
         self.usage: dict[str, Any] | None = None
         self.usage_chunk: dict[str, Any] | None = None
+        self.known_tools = stitch.transcript.tool_indexes()
 
     def inspect(self, raw: bytes) -> Verdict:
         parsed = parse_chat_event(raw)
@@ -221,6 +241,8 @@ class ContinuationInspector:
             if info.usage:
                 self.usage_chunk = obj  # re-emitted at the end with the summed usage
             return Verdict.DROP
+        if info.tool_calls:
+            obj = self._continue_tool_calls(obj, info.tool_calls)
         text = self.trimmer.feed(info.text)
         if info.finish_reason:
             text += self.trimmer.finish()
@@ -234,9 +256,36 @@ class ContinuationInspector:
         self.replacement = stitch.rewriter.rewrite(chunk, text)
         return Verdict.REPLACE
 
+    def _continue_tool_calls(
+        self, obj: dict[str, Any], calls: tuple[ToolCallDelta, ...]
+    ) -> dict[str, Any]:
+        """Record the continuation's tool-call fragments, and strip id/type/name from the
+        ones continuing a call the client already has (their arguments just append)."""
+        for call in calls:
+            self.stitch.transcript.add_tool_call_delta(
+                call.index, call.id, call.name, call.arguments
+            )
+        choice = dict(obj["choices"][0])
+        delta = dict(choice.get("delta") or {})
+        delta["tool_calls"] = [
+            _continued(c, self.known_tools) for c in delta.get("tool_calls") or []
+        ]
+        choice["delta"] = delta
+        return {**obj, "choices": [choice]}
+
     def final_usage_frame(self) -> bytes | None:
         stitch = self.stitch
         merged = merge_usage(stitch.usages)
         if merged is None or self.usage_chunk is None or stitch.rewriter is None:
             return None
         return stitch.rewriter.rewrite(self.usage_chunk, "", usage=merged)
+
+
+def _continued(call: object, known: frozenset[int]) -> object:
+    if not isinstance(call, dict) or call.get("index") not in known:
+        return call
+    function = call.get("function")
+    kept = {k: v for k, v in call.items() if k not in ("id", "type", "function")}
+    if isinstance(function, dict):
+        kept["function"] = {k: v for k, v in function.items() if k != "name"}
+    return kept

@@ -197,32 +197,69 @@ async def test_usage_of_a_stitched_stream_sums_the_segments(upstream: Any, gatew
     assert usages[0].total_tokens == usages[0].prompt_tokens + usages[0].completion_tokens
 
 
+def tool_frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    base = {"id": "chatcmpl-t", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n"
+
+
+CUT_CALL = {
+    "index": 0,
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"ci'},
+}
+
+
 async def test_interrupted_tool_call_ends_with_an_error_not_broken_json(
     upstream: Any, gateway: Any
 ) -> None:
-    """A stream cut inside tool-call arguments ends in an SDK error; no corrupt arguments pass."""
+    """Cut inside tool-call arguments with no prefill target → an SDK error, never corrupt JSON."""
     a, b, gw = await two_targets(upstream, gateway, Behaviour("a", words=WORDS))
-    base = {"id": "chatcmpl-t", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-    call = {
-        "index": 0,
-        "id": "call_1",
-        "type": "function",
-        "function": {"name": "f", "arguments": '{"ci'},
-    }
-    frames = [
-        b"data: "
-        + orjson.dumps(
-            {
-                **base,
-                "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [call]}}],
-            }
-        )
-        + b"\n\n",
-    ]
-    a.queue(Reply(frames=frames, cut_after=1))
+    a.queue(
+        Reply(frames=[tool_frame({"role": "assistant", "tool_calls": [CUT_CALL]})], cut_after=1)
+    )
     with pytest.raises(openai.APIError, match="tool call"):
         await stream_text(gw)
     assert b.calls == 0
+
+
+async def test_interrupted_tool_call_is_continued_by_a_prefill_target(
+    upstream: Any, gateway: Any
+) -> None:
+    """A prefill target continues the cut arguments; the client assembles one valid call."""
+    a = await upstream("a")
+    b = await upstream("b")
+    c = await upstream("c")
+    gw = await gateway([target(a, priority=10), target(b, priority=5), target(c, prefill=True)])
+    a.queue(
+        Reply(frames=[tool_frame({"role": "assistant", "tool_calls": [CUT_CALL]})], cut_after=1)
+    )
+    rest = {
+        "index": 0,
+        "id": "call_again",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": 'ty": "Paris"}'},
+    }
+    c.queue(
+        Reply(
+            frames=[
+                tool_frame({"role": "assistant", "tool_calls": [rest]}),
+                tool_frame({}, "tool_calls"),
+                b"data: [DONE]\n\n",
+            ]
+        )
+    )
+    _, chunks = await stream_text(gw)
+    calls = [tc for ch in chunks if ch.choices for tc in ch.choices[0].delta.tool_calls or []]
+    arguments = "".join(tc.function.arguments or "" for tc in calls)
+    names = [tc.function.name for tc in calls if tc.function.name]
+    assert orjson.loads(arguments) == {"city": "Paris"}
+    assert names == ["get_weather"] and {tc.id for tc in calls if tc.id} == {"call_1"}
+    assert b.calls == 0  # no prefill: it could only restart or corrupt the arguments
+    prefill = c.seen[0].body["messages"][-1]
+    assert prefill["role"] == "assistant"
+    assert prefill["tool_calls"][0]["function"]["arguments"] == '{"ci'
 
 
 async def test_malformed_data_lines_never_reach_the_client(upstream: Any, gateway: Any) -> None:
