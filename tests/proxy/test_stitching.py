@@ -304,3 +304,16 @@ async def test_twenty_thousand_chunk_stream_relays_completely(upstream: Any, gat
     ):
         raw = await r.read()
     assert raw == b"".join(chat_frames(words))
+
+
+async def test_interrupted_responses_stream_ends_with_an_error_event(
+    upstream: Any, gateway: Any
+) -> None:
+    """A Responses API stream is not stitched: a cut ends it with one error event, no false
+    completion."""
+    _a, b, gw = await two_targets(upstream, gateway, cutter(5))
+    stream = await gw.openai().responses.create(model="m", input=PROMPT, stream=True)
+    kinds = [event.type async for event in stream]
+    assert kinds[-1] == "error"
+    assert "response.completed" not in kinds
+    assert b.calls == 0
