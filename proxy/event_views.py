@@ -58,7 +58,7 @@ from proxy.events import (
     RateLimitObserved,
     StreamResumed,
 )
-from proxy.fleet import TargetOperated
+from proxy.operator import TargetOperated
 from proxy.record import RequestFinished, RequestRecord
 
 View = dict[str, Any]

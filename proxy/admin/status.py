@@ -11,8 +11,9 @@ from policies.breaker import BreakerState
 from policies.routing import OperatorState
 from proxy import __version__
 from proxy.errors import error_response
-from proxy.fleet import Fleet, OperatorAction, TargetRuntime, operate
+from proxy.fleet import Fleet, TargetRuntime
 from proxy.gateway import GATEWAY, Gateway
+from proxy.operator import OperatorAction, operate
 from proxy.reload import RELOADER
 
 routes = web.RouteTableDef()
