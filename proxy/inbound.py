@@ -7,6 +7,7 @@ Bad input becomes a ``ClientRequestError`` in the OpenAI shape; nothing here can
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from dataclasses import dataclass
 from enum import Enum
@@ -16,6 +17,8 @@ import orjson
 from aiohttp import web
 
 from proxy.errors import ClientRequestError
+
+WORKDIR_HEADER = "x-sidestep-workdir"
 
 
 class Endpoint(Enum):
@@ -57,8 +60,12 @@ class ClientRequest:
         return orjson.dumps({**self.obj, "model": upstream_model})
 
 
+_ID_PREFIX = "req_" + secrets.token_hex(6)  # per process: ids never repeat across restarts
+_ID_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
 
 async def read_client_request(
@@ -98,12 +105,13 @@ async def _read_body(request: web.Request, max_body_bytes: int) -> bytes:
         raise _too_large(max_body_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
+    content = request.content
+    while chunk := await content.readany():
         size += len(chunk)
         if size > max_body_bytes:
             raise _too_large(max_body_bytes)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(limit: int) -> ClientRequestError:

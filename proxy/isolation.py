@@ -30,11 +30,10 @@ from proxy.events import DecisionOpened, GitIsolated, GitRefused
 from proxy.gateway import Gateway
 from proxy.gitops import GitRunner, GitWorker, PlanResult, execute, inspect
 from proxy.hooks import SwitchInfo, clean_env, run_command, run_failover_hooks
+from proxy.inbound import WORKDIR_HEADER
 
 if TYPE_CHECKING:  # proxy.sessions imports this module
     from proxy.sessions import SessionStore
-
-WORKDIR_HEADER = "x-sidestep-workdir"
 
 
 def config_dir(config: Config) -> str:

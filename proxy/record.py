@@ -39,6 +39,7 @@ class RequestRecord:
     session: str | None
     stream: bool
     started_wall: float
+    workdir: str | None = None  # x-sidestep-workdir, for git isolation
     outcome: str = "pending"  # ok | client_error | upstream_error | rejected | client_disconnect
     status: int | None = None
     served_by: str | None = None

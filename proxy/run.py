@@ -8,7 +8,7 @@ from aiohttp import web
 from policies.routing import RequestFeatures
 from proxy.fleet import Lease
 from proxy.gateway import Gateway
-from proxy.inbound import ClientRequest
+from proxy.inbound import WORKDIR_HEADER, ClientRequest
 from proxy.record import AttemptRecord, RequestRecord
 
 DEFAULT_OUTPUT_TOKENS = 256
@@ -44,6 +44,7 @@ class Run:
             session=creq.session,
             stream=creq.stream,
             started_wall=gw.clock.wall(),
+            workdir=http.headers.get(WORKDIR_HEADER) or None,
         )
 
     def remaining_s(self) -> float:

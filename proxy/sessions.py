@@ -33,13 +33,11 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
-from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from policies.sessions import (
     Decision,
@@ -61,7 +59,7 @@ from proxy.events import FailedOver, StreamResumed
 from proxy.gateway import Gateway
 from proxy.git_actions import GitActions
 from proxy.gitops import GitWorker
-from proxy.isolation import WORKDIR_HEADER, Isolator
+from proxy.isolation import Isolator
 from proxy.record import RequestFinished, RequestRecord
 
 log = logging.getLogger("sidestep.sessions")
@@ -251,7 +249,7 @@ class SessionService:
         session, switch = observe(self.store.get(sid), sid, served, now)
         self.store.put(session)
         if switch is not None:
-            self._dispatch(session, switch, _workdir.get())
+            self._dispatch(session, switch, record.workdir)
         if now - self._last_sweep >= SWEEP_EVERY_S:
             self.sweep()
 
@@ -315,23 +313,9 @@ def detail(session: Session, store: SessionStore) -> dict[str, Any]:
 
 SESSIONS = web.AppKey("sessions", SessionService)
 
-_workdir: ContextVar[str | None] = ContextVar("sidestep_workdir", default=None)
-
-
-@web.middleware
-async def workdir_header(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Make the request's ``x-sidestep-workdir`` visible to the bus subscriber, which runs
-    synchronously inside this request's task when ``RequestFinished`` is emitted."""
-    token = _workdir.set(request.headers.get(WORKDIR_HEADER) or None)
-    try:
-        return await handler(request)
-    finally:
-        _workdir.reset(token)
-
 
 def add_sessions(app: web.Application, gw: Gateway) -> None:
     """Sessions, git isolation and failover hooks: state, bus subscription, workdir header."""
     service = SessionService(gw)
     app[SESSIONS] = service
-    app.middlewares.append(workdir_header)
     app.cleanup_ctx.append(service.ctx)
