@@ -245,10 +245,12 @@ class Breaker:
         state = self._raw_state()
         if state is BreakerState.OPEN:
             return ()
-        self._cb.call(_succeed)
         if state is BreakerState.CLOSED:
+            if self._cb.fail_counter:  # a success ends a run of consecutive failures
+                self._cb.call(_succeed)
             self._window.record(True)
             return ()
+        self._cb.call(_succeed)
         transitions = self._drain(now, "probes_succeeded")
         if self._raw_state() is BreakerState.CLOSED:
             self._window.clear()

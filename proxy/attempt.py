@@ -99,9 +99,9 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
             if resp.status >= 400:
                 body = await resp.read()
                 return Failed(lease, _status_outcome(resp.status, resp.headers, body))
-            gw.fleet.observe_headers(
-                lease, _lower(resp.headers), gw.clock.wall(), gw.clock.monotonic()
-            )
+            hints = rate_limit_headers(resp.headers)
+            if hints:
+                gw.fleet.observe_headers(lease, hints, gw.clock.wall(), gw.clock.monotonic())
             if is_event_stream(resp.headers):
                 gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
                 settled = True
@@ -124,6 +124,18 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
     finally:
         gw.fleet.release(lease)
         gw.admission.capacity_changed()
+
+
+_RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+
+
+def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The (lower-cased) rate-limit headers of a successful answer; usually none."""
+    return {
+        key: value
+        for k, value in headers.items()
+        if (key := k.lower()).startswith(_RATE_LIMIT_PREFIXES)
+    }
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:

@@ -33,17 +33,20 @@ class TargetRuntime:
 
     __slots__ = (
         "budgets",
+        "capabilities",
         "config",
         "exhausted_until",
         "in_flight",
         "key_disabled",
+        "key_range",
         "keys_epoch",
         "last_error",
         "operator",
+        "serves",
     )
 
     def __init__(self, config: Target) -> None:
-        self.config = config
+        self.refresh(config)
         self.operator = OperatorState.ACTIVE
         self.in_flight = 0
         self.budgets = [KeyBudget(config.limits.rpm, config.limits.tpm) for _ in config.keys]
@@ -51,6 +54,13 @@ class TargetRuntime:
         self.exhausted_until: dict[int, float] = {}
         self.last_error: tuple[str, float] | None = None
         self.keys_epoch = 0  # bumped when a reload changes the key list (lane indexes move)
+
+    def refresh(self, config: Target) -> None:
+        """Take ``config`` and precompute what every routing snapshot reads from it."""
+        self.config = config
+        self.capabilities = frozenset(config.capabilities)
+        self.key_range = range(len(config.keys))
+        self.serves = config.matcher.upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +107,11 @@ class Fleet:
 
     def lanes(self, client_model: str, tokens: int, now: float) -> list[LaneView]:
         """Every (target, key) lane for ``client_model`` as the router sees it at ``now``."""
-        return [
-            self._view(rt, index, rt.config.upstream_model(client_model), tokens, now)
-            for rt in self.targets.values()
-            for index in range(len(rt.config.keys))
-        ]
+        views: list[LaneView] = []
+        for rt in self.targets.values():
+            model = rt.serves(client_model)
+            views.extend(self._view(rt, index, model, tokens, now) for index in rt.key_range)
+        return views
 
     def _view(
         self, rt: TargetRuntime, index: int, model: str | None, tokens: int, now: float
@@ -111,6 +121,7 @@ class Fleet:
         breaker = self.breakers.get(lane)
         stats = self.stats.get(lane)
         budget = rt.budgets[index]
+        fits = budget.fits(tokens)
         return LaneView(
             target_id=t.id,
             key_index=index,
@@ -122,14 +133,14 @@ class Fleet:
             breaker=breaker.state(now) if breaker else BreakerState.CLOSED,
             breaker_admits=breaker.admits(now) if breaker else True,
             breaker_retry_in_s=breaker.retry_in_s(now) if breaker else 0.0,
-            cooldown_until=self._cooling_until(lane, now),
+            cooldown_until=self._cooling_until(lane, now) if len(self.cooldowns) else None,
             exhausted_until=_live(rt.exhausted_until.get(index), now),
-            capabilities=frozenset(t.capabilities),
+            capabilities=rt.capabilities,
             context_window=t.context_window,
             in_flight=rt.in_flight,
             max_concurrency=t.limits.max_concurrency,
-            budget_ok=budget.fits(tokens),
-            budget_retry_in_s=budget.retry_in_s(tokens),
+            budget_ok=fits,
+            budget_retry_in_s=0.0 if fits else budget.retry_in_s(tokens),
             health=stats.health if stats else 1.0,
             latency_s=stats.latency_s if stats else None,
             failure_rate=self._failure_rate(breaker),
@@ -313,7 +324,7 @@ class Fleet:
             }
             rt.keys_epoch += 1
         rt.key_disabled.clear()
-        rt.config = target
+        rt.refresh(target)
 
     def _rekey(self, target_id: str, moves: dict[int, int]) -> None:
         """Move ``target_id``'s per-key state from old key index to new (``moves``); the

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import SecretStr
 
-from proxy.scrub import scrub_text
+from proxy.scrub import needs_scrub, scrub_text
 
 FORWARDED_REQUEST_HEADERS = frozenset(
     {
@@ -86,9 +86,12 @@ def client_headers(
     scrubbed from the values."""
     pairs = list(upstream)
     hop_by_hop = _connection_listed(pairs)
-    secrets = tuple(secrets)
-    return [
-        (k, scrub_text(v, secrets))
+    kept = [
+        (k, v)
         for k, v in pairs
-        if k.lower() not in DROPPED_RESPONSE_HEADERS and k.lower() not in hop_by_hop
+        if (name := k.lower()) not in DROPPED_RESPONSE_HEADERS and name not in hop_by_hop
     ]
+    secrets = tuple(secrets)
+    if not needs_scrub("\n".join(v for _, v in kept), secrets):
+        return kept  # the common case: one scan of all values, nothing to replace
+    return [(k, scrub_text(v, secrets)) for k, v in kept]

@@ -21,6 +21,12 @@ def scrub(data: bytes, secrets: Iterable[bytes] = ()) -> bytes:
     return _KEYLIKE.sub(REDACTED, data)
 
 
+def needs_scrub(text: str, secrets: Iterable[bytes] = ()) -> bool:
+    """Whether ``scrub_text`` would change ``text`` (a cheap check for the common case)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    return any(secret and secret in raw for secret in secrets) or _KEYLIKE.search(raw) is not None
+
+
 def scrub_text(text: str, secrets: Iterable[bytes] = ()) -> str:
     """``scrub`` for text, e.g. a header value; undecodable bytes (which aiohttp hands over
     surrogate-escaped) pass through unchanged instead of raising."""

@@ -103,11 +103,14 @@ class AiohttpUpstream:
             sock_read=request.idle_timeout_s,
         )
         target = request.target_id
+        post = self._session.post(
+            request.url, data=request.body, headers=request.headers, timeout=timeout
+        )
         try:
+            if request.first_byte_timeout_s is None:
+                return await post
             async with asyncio.timeout(request.first_byte_timeout_s):
-                return await self._session.post(
-                    request.url, data=request.body, headers=dict(request.headers), timeout=timeout
-                )
+                return await post
         except aiohttp.ConnectionTimeoutError as exc:
             raise ConnectFailed(target, "connect timeout") from exc
         except TimeoutError as exc:

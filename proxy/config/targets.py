@@ -196,6 +196,11 @@ class Target(Section):
         """Whether ``models`` has a pattern, so names beyond ``listed_models()`` match."""
         return bool(self._matcher.patterns)
 
+    @property
+    def matcher(self) -> ModelMatcher:
+        """The compiled ``models`` (for callers that cache its ``upstream`` method)."""
+        return self._matcher
+
     def upstream_model(self, client_model: str) -> str | None:
         """The model name to send upstream for ``client_model``; ``None`` if not served."""
         return self._matcher.upstream(client_model)
