@@ -75,3 +75,18 @@ async def gateway(aiohttp_server: Any, clock: FakeClock) -> Callable[..., Awaita
         return Running(server, clock)
 
     return start
+
+
+@pytest.fixture
+async def sdk() -> Any:
+    """Builds async SDK clients against a running gateway and closes them afterwards."""
+    made: list[Any] = []
+
+    def make(gw: Running, **kwargs: Any) -> Any:
+        client = gw.openai(**kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()

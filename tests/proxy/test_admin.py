@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -51,20 +50,6 @@ async def state_of(gw: Running, target_id: str) -> str:
     doc = await admin(gw, "GET", "/admin/status")
     state: str = next(t["state"] for t in doc["targets"] if t["id"] == target_id)
     return state
-
-
-@pytest.fixture
-async def sdk() -> AsyncIterator[Callable[..., AsyncOpenAI]]:
-    made: list[AsyncOpenAI] = []
-
-    def make(gw: Running, **kwargs: Any) -> AsyncOpenAI:
-        client: AsyncOpenAI = gw.openai(**kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def ask(client: AsyncOpenAI, *, stream: bool = False) -> str:

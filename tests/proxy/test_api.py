@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import openai
 import orjson
 import pytest
-from openai import AsyncOpenAI, OpenAI
+from openai import OpenAI
 
 from proxy.simulator import canonical_text, embedding_vector
 from tests.conftest import Running, target
@@ -39,21 +38,6 @@ RESPONSE_FORMAT: Any = {
     "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": True},
 }
 UNKNOWN = {"sidestep_test_unknown": {"nested": [1, 2.5, None, "é"], "flag": True}}
-
-
-@pytest.fixture
-async def sdk() -> AsyncIterator[Callable[..., AsyncOpenAI]]:
-    """Builds async SDK clients against a running gateway and closes them afterwards."""
-    made: list[AsyncOpenAI] = []
-
-    def make(gw: Running, **kwargs: Any) -> AsyncOpenAI:
-        client: AsyncOpenAI = gw.openai(**kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 def sync_client(gw: Running, api_key: str = "client-key") -> OpenAI:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,20 +56,6 @@ async def from_file(aiohttp_server: Any, clock: FakeClock, tmp_path: Path) -> St
         return await start_from_file(aiohttp_server, clock, path)
 
     return start
-
-
-@pytest.fixture
-async def sdk() -> AsyncIterator[Callable[[FileGateway], AsyncOpenAI]]:
-    made: list[AsyncOpenAI] = []
-
-    def make(gw: FileGateway) -> AsyncOpenAI:
-        client: AsyncOpenAI = gw.openai()
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def chat(client: AsyncOpenAI, *, stream: bool) -> str:
