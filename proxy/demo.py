@@ -72,6 +72,7 @@ async def _started(port: int, tour: bool, *, stay: bool) -> None:
         "\nTry it yourself (any API key works; sidestep holds the provider keys):\n"
         f"  curl -s {base}/chat/completions -H 'Content-Type: application/json' \\\n"
         f"       -d '{_HELLO}'\n"
+        "  pip install openai    # the official SDK, if this Python does not have it yet\n"
         f'  OPENAI_BASE_URL={base} OPENAI_API_KEY=demo python -c "from openai import OpenAI; '
         f"print(OpenAI().chat.completions.create(model='{DEMO_MODEL}', "
         "messages=[{'role': 'user', 'content': 'hello'}]).choices[0].message.content)\"\n"

@@ -345,3 +345,27 @@ async def test_serve_on_ipv6_prints_a_usable_url(
 def test_printed_base_url_is_one_a_client_can_use(host: str, url: str) -> None:
     """The "listening on" URL brackets IPv6 literals and turns wildcard binds into loopback."""
     assert client_base_url(host, 8787) == url
+
+
+async def test_the_sdk_line_the_demo_prints_works(tmp_path: Path) -> None:
+    """The `openai` SDK line `sidestep demo` prints answers through the running demo."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "demo", "--port", "0", "--no-tour",
+        cwd=tmp_path, env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not lines or "Ctrl-C" not in lines[-1]:
+            lines.append((await asyncio.wait_for(proc.stdout.readline(), 30)).decode())
+        sdk_line = next(line.strip() for line in lines if "from openai import OpenAI" in line)
+        command = sdk_line.replace(" python -c ", f" {sys.executable} -c ", 1)
+        sdk = await asyncio.create_subprocess_exec(
+            "bash", "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(sdk.communicate(), 30)
+        assert sdk.returncode == 0, err.decode()
+        assert len(out.decode().split()) > 5  # a real answer, from a simulated provider
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
