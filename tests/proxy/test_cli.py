@@ -349,9 +349,10 @@ def test_printed_base_url_is_one_a_client_can_use(host: str, url: str) -> None:
 
 async def test_the_sdk_line_the_demo_prints_works(tmp_path: Path) -> None:
     """The `openai` SDK line `sidestep demo` prints answers through the running demo."""
+    pipe = asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "demo", "--port", "0", "--no-tour",
-        cwd=tmp_path, env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=tmp_path, env=clean_env(), stdout=pipe, stderr=pipe,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
