@@ -29,6 +29,7 @@ _LINE: Final = re.compile(r"\r\n|\r|\n")
 # within the last 3 bytes of the buffer; everything before was settled by earlier scans.
 _RESCAN: Final = 3
 _CR: Final = 0x0D
+_LF: Final = 0x0A
 
 
 class FrameSplitter:
@@ -50,7 +51,7 @@ class FrameSplitter:
     This is a state for the caller to act on (treat the stream as malformed), not an exception.
     """
 
-    __slots__ = ("_buf", "_max", "_overflowed", "_scan", "_scanned")
+    __slots__ = ("_buf", "_lf_only", "_max", "_overflowed", "_scan", "_scanned")
 
     def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         if max_event_bytes <= 0:
@@ -60,6 +61,7 @@ class FrameSplitter:
         self._scan = 0  # buffer offset where the next boundary search starts
         self._overflowed = False
         self._scanned = 0
+        self._lf_only = True  # no CR was buffered since the buffer was last empty
 
     @property
     def pending(self) -> int:
@@ -80,6 +82,9 @@ class FrameSplitter:
         """Add ``chunk``; return the raw events it completed, in order (often ``[]``)."""
         if self._overflowed:
             return []
+        if self._lf_only and _CR not in chunk:
+            return self._feed_lf(chunk)
+        self._lf_only = False
         buf = self._buf
         buf += chunk
         self._scanned += len(buf) - self._scan
@@ -104,7 +109,52 @@ class FrameSplitter:
             resume = max(start, len(buf) - _RESCAN)
         del buf[:start]
         self._scan = resume - start
+        self._lf_only = not buf
         return events
+
+    def _feed_lf(self, chunk: bytes) -> list[bytes]:
+        """``feed`` when neither the buffer nor ``chunk`` holds a CR, the usual case: the only
+        boundary is then ``\\n\\n``, found with ``bytes.find`` rather than the regex, and no
+        blank line has to wait for its next byte. Events are slices of ``chunk``, except the
+        one that began in the buffer."""
+        buf = self._buf
+        events: list[bytes] = []
+        start = 0
+        self._scanned += len(chunk)
+        if buf:  # finish the pending event first: its boundary may straddle the two
+            self._scanned += 1
+            if buf[-1] == _LF and chunk.startswith(b"\n"):
+                start = 1
+            else:
+                start = chunk.find(b"\n\n") + 2
+                if start < 2:
+                    return self._hold(chunk)
+            if len(buf) + start > self._max:
+                return self._overflow(events)
+            buf += chunk[:start]
+            events.append(bytes(buf))
+            buf.clear()
+            self._scan = 0
+        find = chunk.find
+        end = find(b"\n\n", start) + 2
+        while end > 1:
+            if end - start > self._max:
+                return self._overflow(events)
+            events.append(chunk[start:end])
+            start = end
+            end = find(b"\n\n", start) + 2
+        if start < len(chunk):
+            self._hold(chunk[start:])  # may overflow; the events before it still stand
+        return events
+
+    def _hold(self, partial: bytes) -> list[bytes]:
+        """Buffer the start of an event (CR-free) until its end arrives."""
+        buf = self._buf
+        buf += partial
+        if len(buf) > self._max:
+            return self._overflow([])
+        self._scan = max(0, len(buf) - _RESCAN)
+        return []
 
     def close(self) -> list[bytes]:
         """End of stream: return the last event if it was held for CR/LF disambiguation.
@@ -121,6 +171,7 @@ class FrameSplitter:
         event = bytes(buf)
         buf.clear()
         self._scan = 0
+        self._lf_only = True
         return [event]
 
     def flush(self) -> bytes:
@@ -132,6 +183,7 @@ class FrameSplitter:
         rest = bytes(self._buf)
         self._buf.clear()
         self._scan = 0
+        self._lf_only = True
         return rest
 
     def _overflow(self, events: list[bytes]) -> list[bytes]:
@@ -207,7 +259,9 @@ def data_payload(raw: bytes) -> bytes | None:
     For a valid event both paths agree with ``parse_event(raw).data``.
     """
     if raw.startswith(b"data:"):
-        end = _single_line_end(raw)
+        end = len(raw) - 2
+        if raw.find(b"\n") != end or raw[-1] != _LF or _CR in raw:  # not ``data: x\n\n``
+            end = _single_line_end(raw)
         if end >= 0:
             return raw[6 if raw.startswith(b" ", 5) else 5 : end]
     event = parse_event(raw)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from types import MappingProxyType
+from typing import Any, Final, TypeGuard, TypeVar
 
 import orjson
 
@@ -23,6 +24,7 @@ CONTINUE_INSTRUCTION: Final = (
 _TOKEN_LIMITS: Final = ("max_tokens", "max_completion_tokens")
 _T = TypeVar("_T")
 _D = TypeVar("_D")
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,10 @@ class Transcript:
 
     def add_text(self, s: str) -> None:
         """Append confirmed text; empty text records nothing."""
-        if s:
-            self._append(s)
+        if s:  # _append inlined: this runs once per relayed chunk
+            self._parts.append(s)
+            self._chars += len(s)
+            self._joined = None
             self._chunks += 1
 
     def add_tool_call_delta(
@@ -173,20 +177,20 @@ class Transcript:
 def chunk_info(obj: Mapping[str, Any]) -> ChunkInfo:
     """Extract a ``ChunkInfo``; tolerates ``choices`` null, missing or empty, and null deltas."""
     choices = obj.get("choices")
-    first = choices[0] if isinstance(choices, list) and choices else None
-    choice = first if isinstance(first, Mapping) else {}
+    choice = _mapping(choices[0] if isinstance(choices, list) and choices else None)
     delta = _mapping(choice.get("delta"))
     content = delta.get("content")
     usage = obj.get("usage")
+    calls = delta.get("tool_calls")
     return ChunkInfo(
         id=_as(obj.get("id"), str, ""),
         created=_as(obj.get("created"), int, 0),
         model=_as(obj.get("model"), str, ""),
         text=content if isinstance(content, str) else "",
         role_present=delta.get("role") is not None,
-        tool_calls=_tool_deltas(delta.get("tool_calls")),
+        tool_calls=_tool_deltas(calls) if calls else (),
         finish_reason=_as(choice.get("finish_reason"), str, None),
-        usage=dict(usage) if isinstance(usage, Mapping) else None,
+        usage=dict(usage) if usage is not None and _is_mapping(usage) else None,
         is_error=bool(obj.get("error")),
         choice_index=_as(choice.get("index"), int, 0),
     )
@@ -361,10 +365,17 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    # A parsed chunk holds plain dicts: test for one before the slower ABC check.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if _is_mapping(value) else _EMPTY
 
 
 def _as(value: object, kind: type[_T], default: _D) -> _T | _D:
     """``value`` if it is a ``kind`` (bools are not ints here), else ``default``."""
-    return value if isinstance(value, kind) and not isinstance(value, bool) else default
+    if type(value) is kind or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    return default

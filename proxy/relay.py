@@ -1,6 +1,6 @@
 """Relaying one upstream SSE segment to the client, complete events only.
 
-The relay reads whatever the upstream sends (``iter_any``), splits it into complete events and
+The relay reads whatever the upstream sends (``read_chunk``), splits it into complete events and
 writes them straight on; a partial event is held until its end arrives, so an upstream that
 dies mid-event never leaves half an event with the client. An ``Inspector`` per API looks at
 each event — once — to learn what the stitcher needs and to drop what a client SDK could not
@@ -69,7 +69,7 @@ def parse_chat_event(raw: bytes) -> Verdict | dict[str, Any]:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return Verdict.DROP
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:  # orjson builds exact dicts, never subclasses
         return Verdict.DROP
     return Verdict.ERROR if obj.get("error") else obj
 
@@ -89,11 +89,32 @@ class ChatInspector:
         self.replacement: bytes | None = None
 
     def inspect(self, raw: bytes) -> Verdict:
-        parsed = parse_chat_event(raw)
-        if isinstance(parsed, Verdict):
-            self.dropped += parsed is Verdict.DROP
-            return parsed
-        self._record(parsed)
+        obj = parse_chat_event(raw)
+        if isinstance(obj, Verdict):
+            self.dropped += obj is Verdict.DROP
+            return obj
+        # Fast path, the bulk of a stream: a content delta for a choice already seen, with no
+        # finish_reason, tool calls or usage. It records exactly what _record would.
+        choices = obj.get("choices")
+        if type(choices) is list and choices and obj.get("usage") is None:
+            choice = choices[0]
+            if type(choice) is dict and choice.get("finish_reason") is None:
+                delta = choice.get("delta")
+                index = choice.get("index", 0)
+                if (
+                    type(delta) is dict
+                    and type(index) is int
+                    and delta.get("tool_calls") is None
+                    and (transcript := self.transcripts.get(index)) is not None
+                ):
+                    model = obj.get("model")
+                    if model and type(model) is str:
+                        self.model = model
+                    content = delta.get("content")
+                    if content and type(content) is str:
+                        transcript.add_text(content)
+                    return Verdict.FORWARD
+        self._record(obj)
         return Verdict.FORWARD
 
     def _record(self, obj: dict[str, Any]) -> None:
@@ -161,16 +182,29 @@ async def relay_segment(
     """Relay events until the upstream ends or fails; ``[DONE]`` is not written (the caller
     writes the stream's end, after anything it must add)."""
     splitter = FrameSplitter()
+    inspect = inspector.inspect
     reads = 0
     try:
-        async for chunk in upstream.chunks():
+        while chunk := await upstream.read_chunk():
             reads += 1
-            clean = splitter.pending == 0
-            verdict, parts, untouched = _judge(splitter.feed(chunk), inspector)
-            if untouched and clean and splitter.pending == 0:
-                await out.write(chunk)  # the common case: forward the very bytes received
-            elif parts:
-                await out.write(parts[0] if len(parts) == 1 else b"".join(parts))
+            clean = not splitter.pending
+            frames = splitter.feed(chunk)
+            kept = 0
+            verdict = Verdict.FORWARD
+            for raw in frames:
+                verdict = inspect(raw)
+                if verdict is not Verdict.FORWARD:
+                    break
+                kept += 1
+            else:  # every event goes on as received, the usual case
+                if clean and not splitter.pending:
+                    await out.write(chunk)  # exactly the bytes read: no copy
+                elif frames:
+                    await out.write(frames[0] if kept == 1 else b"".join(frames))
+                continue
+            verdict, parts = _judge(frames, kept, verdict, inspector)
+            if parts:
+                await out.write(b"".join(parts))
             if verdict is not Verdict.FORWARD:
                 return SegmentResult(_ending_of(verdict), reads, verdict is Verdict.DONE)
     except StreamCut as exc:
@@ -178,35 +212,45 @@ async def relay_segment(
             return SegmentResult(Ending.FINISHED_NO_DONE, reads, False)
         ending = Ending.IDLE_TIMEOUT if isinstance(exc, IdleTimeout) else Ending.RESET
         return SegmentResult(ending, reads, False)
-    verdict, parts, _ = _judge(splitter.close(), inspector)  # an event ended by EOF itself
-    if parts:
-        await out.write(b"".join(parts))
-    if verdict is not Verdict.FORWARD:
-        return SegmentResult(_ending_of(verdict), reads, verdict is Verdict.DONE)
+    return await _at_eof(splitter, out, inspector, reads)
+
+
+async def _at_eof(
+    splitter: FrameSplitter, out: web.StreamResponse, inspector: Inspector, reads: int
+) -> SegmentResult:
+    """The upstream closed cleanly: relay an event that EOF itself completed, then say why
+    the segment ended."""
+    for raw in splitter.close():  # at most one
+        verdict, parts = _judge([raw], 0, inspector.inspect(raw), inspector)
+        if parts:
+            await out.write(parts[0])
+        if verdict is not Verdict.FORWARD:
+            return SegmentResult(_ending_of(verdict), reads, verdict is Verdict.DONE)
     ending = Ending.FINISHED_NO_DONE if inspector.finished else Ending.NO_DONE
     return SegmentResult(ending, reads, False)
 
 
-def _judge(frames: list[bytes], inspector: Inspector) -> tuple[Verdict, list[bytes], bool]:
-    """Inspect ``frames`` in order: (verdict that stopped the segment or FORWARD, the bytes to
-    write, whether they are exactly the frames received)."""
-    parts: list[bytes] = []
-    untouched = True
-    for raw in frames:
-        verdict = inspector.inspect(raw)
+def _judge(
+    frames: list[bytes], kept: int, verdict: Verdict, inspector: Inspector
+) -> tuple[Verdict, list[bytes]]:
+    """Finish judging ``frames``, of which the first ``kept`` go on as they are and the next
+    one got ``verdict``: (the verdict that stopped the segment or FORWARD, the bytes to write)."""
+    parts = frames[:kept]
+    for n in range(kept, len(frames)):
+        raw = frames[n]
+        if n > kept:
+            verdict = inspector.inspect(raw)
         if verdict is Verdict.FORWARD:
             parts.append(raw)
-            continue
-        untouched = False
-        if verdict is Verdict.REPLACE:
+        elif verdict is Verdict.REPLACE:
             if inspector.replacement:
                 parts.append(inspector.replacement)
         elif verdict is Verdict.END:
             parts.append(raw)
-            return verdict, parts, False
+            return verdict, parts
         elif verdict is not Verdict.DROP:
-            return verdict, parts, False
-    return Verdict.FORWARD, parts, untouched
+            return verdict, parts
+    return Verdict.FORWARD, parts
 
 
 def _ending_of(verdict: Verdict) -> Ending:

@@ -40,8 +40,9 @@ class UpstreamResponse(Protocol):
     async def read(self) -> bytes:
         """The whole body; raises ``StreamCut``/``IdleTimeout``."""
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive; raises ``StreamCut``/``IdleTimeout``."""
+    async def read_chunk(self) -> bytes:
+        """The body bytes that arrived since the last call (waiting for some), ``b""`` at the
+        end; raises ``StreamCut``/``IdleTimeout``."""
 
 
 class Upstream(Protocol):
@@ -50,10 +51,11 @@ class Upstream(Protocol):
 
 
 class _AiohttpResponse:
-    __slots__ = ("_resp", "_target", "headers", "status")
+    __slots__ = ("_content", "_resp", "_target", "headers", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse, target_id: str) -> None:
         self._resp = resp
+        self._content = resp.content
         self._target = target_id
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
@@ -64,11 +66,11 @@ class _AiohttpResponse:
         except Exception as exc:
             raise _body_failure(self._target, exc) from exc
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        content = self._resp.content
+    async def read_chunk(self) -> bytes:
+        # A plain coroutine over readany(): one await per read, where iter_any() under an
+        # async generator cost two more frames and an iterator object per chunk.
         try:
-            async for data in content.iter_any():
-                yield data
+            return await self._content.readany()
         except Exception as exc:
             raise _body_failure(self._target, exc) from exc
 

@@ -117,6 +117,44 @@ def test_events_match_a_whatwg_line_parser(
     assert [(e.event, e.data) for e in parsed if e is not None] == reference_events(stream)
 
 
+REFERENCE_BOUNDARY = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
+
+
+def reference_split(stream: bytes) -> tuple[list[bytes], bytes]:
+    """(events, unfinished tail) of a whole stream, by one regex pass: the spec's split."""
+    events, start = [], 0
+    for match in REFERENCE_BOUNDARY.finditer(stream):
+        events.append(stream[start : match.end()])
+        start = match.end()
+    return events, stream[start:]
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.sampled_from([b"\n", b"\n", b"\n\n", b"data: x", b'{"a":1}', b": c", b"\r", b"\r\n"]),
+        max_size=40,
+    ),
+    st.lists(st.integers(0, 10_000), max_size=30),
+)
+def test_split_matches_a_one_pass_regex_split(parts: list[bytes], cuts: list[int]) -> None:
+    """LF-only streams (split with bytes.find) and ones with CRs (the regex) cut exactly where a
+    single regex pass over the whole stream does, wherever the chunks break."""
+    stream = b"".join(parts)
+    assert run(split_at(stream, cuts))[:2] == reference_split(stream)
+
+
+def test_lf_events_straddling_chunks_come_out_whole() -> None:
+    """A pending LF-only event completes when its blank line arrives, even split as \\n|\\n."""
+    splitter = FrameSplitter()
+    assert splitter.feed(b"data: 1\n\ndata: 2\n") == [b"data: 1\n\n"]
+    assert splitter.pending == len(b"data: 2\n")
+    assert splitter.feed(b"\ndata: 3\n\ndata: ") == [b"data: 2\n\n", b"data: 3\n\n"]
+    assert splitter.feed(b"4\r\n\r\n") == [b"data: 4\r\n\r\n"]
+    assert splitter.feed(b"data: 5\n\n") == [b"data: 5\n\n"]
+    assert splitter.pending == 0
+
+
 def test_each_event_keeps_its_exact_bytes() -> None:
     """Events come out byte-exact, terminators included, ready to forward untouched."""
     stream = b'data: {"a":1}\n\n: ping\r\n\r\nevent: x\rdata: y\r\r' + b"data: partial"

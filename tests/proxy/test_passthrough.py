@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import aiohttp
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from proxy.failures import StreamCut
+from proxy.relay import ChatInspector, Ending, SegmentResult, Verdict, relay_segment
 from proxy.simulator import canonical_text
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames
@@ -140,3 +145,114 @@ async def test_a_key_echoed_in_upstream_headers_never_reaches_the_client(
     ):
         assert r.status == 200
         assert "sk-a-upstream-key-0001" not in r.headers["x-debug"]
+
+
+# -- relay_segment on its own, over scripted reads -----------------------------------------
+
+
+class ScriptedBody:
+    """An upstream body that arrives in the given pieces, then ends or is cut."""
+
+    def __init__(self, pieces: list[bytes], *, cut: bool) -> None:
+        self.status = 200
+        self.headers: dict[str, str] = {}
+        self.pieces = list(pieces)
+        self.cut = cut
+
+    async def read(self) -> bytes:
+        raise NotImplementedError
+
+    async def read_chunk(self) -> bytes:
+        if self.pieces:
+            return self.pieces.pop(0)
+        if self.cut:
+            raise StreamCut("t", "stream cut: test")
+        return b""
+
+
+class Sink:
+    """What the client was sent."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def relay(pieces: list[bytes], *, cut: bool = False) -> tuple[bytes, SegmentResult]:
+    sink = Sink()
+    body = ScriptedBody(pieces, cut=cut)
+    result = asyncio.run(relay_segment(body, sink, ChatInspector()))  # type: ignore[arg-type]
+    return bytes(sink.data), result
+
+
+CHUNKS = chat_frames(["Hel", "lo", " wor", "ld"], done=False)
+relay_event = st.one_of(
+    st.sampled_from(CHUNKS),
+    st.sampled_from(CHUNKS).map(lambda f: f.replace(b"\n", b"\r\n")),
+    st.sampled_from(CHUNKS).map(lambda f: f.replace(b"\n", b"\r")),
+    st.sampled_from(
+        [
+            b": ping\n\n",
+            b"data: {not json\n\n",
+            b"data: \xff\xfe\n\n",
+            b"data: [DONE]\n\n",
+            b'data: {"error":{"message":"boom"}}\n\n',
+            b"event: error\ndata: {}\n\n",
+            b'data: {"choices":\ndata: []}\n\n',
+        ]
+    ),
+)
+
+
+def expected_relay(events: list[bytes]) -> tuple[bytes, Verdict]:
+    """The events a client gets, judged one by one: forwarded ones until [DONE] or an error."""
+    inspector, out = ChatInspector(), b""
+    for raw in events:
+        verdict = inspector.inspect(raw)
+        if verdict is Verdict.FORWARD:
+            out += raw
+        elif verdict is not Verdict.DROP:
+            return out, verdict
+    return out, Verdict.FORWARD
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(relay_event, max_size=12),
+    st.sampled_from([b"", b'data: {"cho', b"data: x\r"]),
+    st.lists(st.integers(0, 5_000), max_size=12),
+    st.booleans(),
+)
+def test_relay_output_does_not_depend_on_how_reads_split_the_stream(
+    events: list[bytes], tail: bytes, cuts: list[int], cut: bool
+) -> None:
+    """Whatever the read boundaries, the client gets exactly the complete events the inspector
+    lets through, in order, and the segment ends for the same reason."""
+    stream = b"".join(events) + tail
+    points = [0, *sorted(c % (len(stream) + 1) for c in cuts), len(stream)]
+    pieces = [stream[a:b] for a, b in itertools.pairwise(points) if b > a]
+    sent, result = relay(pieces, cut=cut)
+    assert (sent, result.ending) == (relay(([stream] if stream else []), cut=cut)[0], result.ending)
+    held = cut and not tail and events and events[-1].endswith(b"\r")  # may yet get an LF
+    wanted, verdict = expected_relay(events[:-1] if held else events)
+    assert sent == wanted
+    assert result.done_seen == (verdict is Verdict.DONE)
+    if verdict is Verdict.ERROR:
+        assert result.ending is Ending.ERROR_EVENT
+
+
+def test_a_read_of_whole_events_is_forwarded_as_the_very_same_bytes() -> None:
+    """A read holding only complete, valid events is written on as that one bytes object."""
+    read = b"".join(CHUNKS[:3])
+    sink = Sink()
+    writes: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        writes.append(data)
+
+    sink.write = write  # type: ignore[method-assign]
+    body = ScriptedBody([read], cut=False)
+    asyncio.run(relay_segment(body, sink, ChatInspector()))  # type: ignore[arg-type]
+    assert len(writes) == 1 and writes[0] is read

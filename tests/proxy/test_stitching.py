@@ -8,7 +8,10 @@ import aiohttp
 import openai
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from proxy.relay import ChatInspector, Verdict, parse_chat_event
 from proxy.simulator import Behaviour, canonical_text
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames, error
@@ -317,3 +320,94 @@ async def test_interrupted_responses_stream_ends_with_an_error_event(
     assert kinds[-1] == "error"
     assert "response.completed" not in kinds
     assert b.calls == 0
+
+
+# -- the chat inspector's fast path ---------------------------------------------------------
+
+
+def usually(common: st.SearchStrategy[Any], *rare: Any) -> st.SearchStrategy[Any]:
+    """``common`` about seven times in eight, else one of the ``rare`` values."""
+    return st.sampled_from(range(8)).flatmap(lambda n: common if n else st.sampled_from(rare))
+
+
+ODD = (None, True, 1, 1.0, "0", [], {})
+tool_call = st.fixed_dictionaries(
+    {"index": usually(st.integers(0, 1), None, "0")},
+    optional={"id": st.just("c1"), "function": st.just({"name": "f", "arguments": "{"})},
+)
+delta_shape = usually(
+    st.fixed_dictionaries(
+        {"content": usually(st.sampled_from(["a", "b", ""]), None, 1)},
+        optional={
+            "role": st.just("assistant"),
+            "tool_calls": usually(st.lists(tool_call, max_size=2), None, "x"),
+        },
+    ),
+    None,
+    {},
+    "x",
+)
+choice_shape = usually(
+    st.fixed_dictionaries(
+        {"index": usually(st.integers(0, 1), *ODD), "delta": delta_shape},
+        optional={"finish_reason": usually(st.just(None), "stop", "", 1)},
+    ),
+    *ODD,
+)
+chunk_shape = st.fixed_dictionaries(
+    {
+        "id": usually(st.just("chatcmpl-1"), "", None),
+        "created": usually(st.integers(0, 9), *ODD),
+        "model": usually(st.sampled_from(["m", "n"]), "", None, 1),
+        "choices": usually(st.lists(choice_shape, min_size=1, max_size=2), *ODD),
+    },
+    optional={
+        "usage": usually(st.just(None), {}, {"total_tokens": 3}),
+        "error": st.sampled_from([None, {"message": "boom"}]),
+    },
+)
+event_shape = usually(
+    chunk_shape.map(lambda c: b"data: " + orjson.dumps(c) + b"\n\n"),
+    b": ping\n\n",
+    b"data: {bad\n\n",
+    b"data: [1]\n\n",
+    b"data: [DONE]\n\n",
+    b'event: error\ndata: {"a":1}\n\n',
+)
+
+
+class SlowChatInspector(ChatInspector):
+    """The reference: every chunk through chunk_info, as before the fast path existed."""
+
+    def inspect(self, raw: bytes) -> Verdict:
+        obj = parse_chat_event(raw)
+        if isinstance(obj, Verdict):
+            self.dropped += obj is Verdict.DROP
+            return obj
+        self._record(obj)
+        return Verdict.FORWARD
+
+
+def state(inspector: ChatInspector) -> tuple[Any, ...]:
+    transcripts = {
+        i: (t.text(), t.tool_calls(), t.chunks) for i, t in inspector.transcripts.items()
+    }
+    return (
+        transcripts,
+        inspector.first_id,
+        inspector.first_created,
+        inspector.model,
+        inspector.usage,
+        inspector.finished,
+        inspector.dropped,
+    )
+
+
+@settings(max_examples=400)
+@given(st.lists(event_shape, min_size=2, max_size=12))
+def test_fast_path_records_exactly_what_chunk_info_would(events: list[bytes]) -> None:
+    """Whatever the chunks' shapes, the inspector's verdicts and what it records (text, tool
+    calls, first id, model, usage, finish) match reading every chunk through chunk_info."""
+    fast, slow = ChatInspector(), SlowChatInspector()
+    assert [fast.inspect(e) for e in events] == [slow.inspect(e) for e in events]
+    assert state(fast) == state(slow)
