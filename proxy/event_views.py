@@ -32,6 +32,14 @@ key, URL or prompt/response text, and nothing here adds any.
                                                           pushed severity
     git_refused             GitRefused                    session repo from to branch refusal
                                                           test_result reason severity
+    git_decision_opened     DecisionOpened                decision_id session repo from to
+                                                          branch test_result reason severity
+    git_decision_answered   DecisionAnswered              decision_id session choice state from
+                                                          to branch test_result reason severity
+    git_action_finished     GitActionFinished             session action repo outcome branch
+                                                          commit conflicts severity
+    hook_ran                HookRan                       session command returncode timed_out
+                                                          from to branch reason
 
 ``at`` is when it happened: events stamped on the monotonic clock are converted with the
 app clock; events without a time get the time they were viewed (emission is synchronous).
@@ -51,9 +59,13 @@ from proxy.events import (
     AdmissionRejected,
     AttemptFinished,
     ConfigReloaded,
+    DecisionAnswered,
+    DecisionOpened,
     FailedOver,
+    GitActionFinished,
     GitIsolated,
     GitRefused,
+    HookRan,
     KeyDisabled,
     RateLimitObserved,
     StreamResumed,
@@ -253,6 +265,70 @@ def _git_refused(e: GitRefused, clock: Clock) -> View:
     }
 
 
+def _decision_opened(e: DecisionOpened, clock: Clock) -> View:
+    return {
+        "type": "git_decision_opened",
+        "at": _now(clock),
+        "decision_id": e.decision_id,
+        "session": e.session,
+        "repo": e.repo,
+        "from": e.from_target,
+        "to": e.to_target,
+        "branch": {"from": e.branch_from, "to": e.branch_to},
+        "test_result": e.test_result,  # not the output: it may quote anything
+        "reason": "tests_failed",
+        "severity": "warning",
+    }
+
+
+def _decision_answered(e: DecisionAnswered, clock: Clock) -> View:
+    return {
+        "type": "git_decision_answered",
+        "at": _now(clock),
+        "decision_id": e.decision_id,
+        "session": e.session,
+        "choice": e.choice,
+        "state": e.state,
+        "from": e.from_target,
+        "to": e.to_target,
+        "branch": {"from": e.branch_from, "to": e.branch_to},
+        "test_result": e.test_result,
+        "reason": e.choice,
+        "severity": "warning" if e.state == "failed" else "info",
+    }
+
+
+def _git_action(e: GitActionFinished, clock: Clock) -> View:
+    return {
+        "type": "git_action_finished",
+        "at": _now(clock),
+        "session": e.session,
+        "action": e.action,
+        "repo": e.repo,
+        "outcome": e.outcome,
+        "branch": {"from": e.branch_from, "to": e.branch_to},
+        "commit": e.commit,
+        "conflicts": list(e.conflicts),
+        "reason": e.outcome,
+        "severity": "warning" if e.outcome == "conflict" else "info",
+    }
+
+
+def _hook_ran(e: HookRan, clock: Clock) -> View:
+    return {
+        "type": "hook_ran",
+        "at": _now(clock),
+        "session": e.session,
+        "command": e.command,  # the operator's own config; output stays out (may quote secrets)
+        "returncode": e.returncode,
+        "timed_out": e.timed_out,
+        "from": e.from_target,
+        "to": e.to_target,
+        "branch": e.branch,
+        "reason": e.reason,
+    }
+
+
 def final_exclusions(record: RequestRecord) -> list[str] | None:
     """``"<lane>: <reason>"`` for each lane the request's last routing decision left out,
     when that decision found no lane and the client was refused; None otherwise."""
@@ -308,6 +384,10 @@ VIEWS: dict[type, Renderer] = {
     RequestFinished: _finished,
     GitIsolated: _git_isolated,
     GitRefused: _git_refused,
+    DecisionOpened: _decision_opened,
+    DecisionAnswered: _decision_answered,
+    GitActionFinished: _git_action,
+    HookRan: _hook_ran,
 }
 
 

@@ -164,7 +164,7 @@ class Notifier:
             for channel in self._channels.values():
                 channel.offer(n, now)
         if self._callback is not None:
-            body = handoff(v)
+            body = handoff(v, git=self._gw.config.git.enabled)
             if body is not None:
                 self._callback.push(body)
 

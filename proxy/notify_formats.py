@@ -166,20 +166,31 @@ def render(hook: Webhook, n: Notice, coalesced: int) -> bytes:
     return orjson.dumps(payload(n, coalesced, hook.include_diffs), default=str)
 
 
-def handoff(v: View) -> bytes | None:
-    """The ``callback_url`` body when ``v`` is a session's request that switched targets."""
-    if v["type"] != "request_finished" or not v["session"] or v["outcome"] != "ok":
+def handoff(v: View, *, git: bool = False) -> bytes | None:
+    """The ``callback_url`` body, if ``v`` is one: ``switch_complete`` when a session moved to
+    another target — once its git isolation is done (with the branch) when ``git`` is on, else
+    when the request that moved finished — and ``decision_opened`` when isolation waits for
+    an answer (tests failed). Requests without a session header are the session ``default``."""
+    kind = v["type"]
+    if kind == "git_decision_opened":
+        return _handoff(v["session"], v["to"], v["branch"]["from"], "decision_opened", v["at"],
+                        decision_id=v["decision_id"], proposed_branch=v["branch"]["to"],
+                        test_result=v["test_result"])  # fmt: skip
+    if kind == "git_isolated" and git:
+        return _handoff(v["session"], v["to"], v["branch"]["to"], "switch_complete", v["at"],
+                        previous_provider=v["from"], previous_branch=v["branch"]["from"],
+                        test_result=v["test_result"])  # fmt: skip
+    if kind != "request_finished" or git or v["outcome"] != "ok":
         return None
     first, served = v["first_target"], v["served_by"]
     if not first or not served or first == served:
         return None
-    body = {
-        "session_id": v["session"],
-        "provider": served,
-        "branch": None,  # set once git isolation reports branches
-        "event": "switch_complete",
-        "previous_provider": first,
-        "request_id": v["request_id"],
-        "timestamp": iso(v["at"]),
-    }
-    return orjson.dumps(body)
+    return _handoff(v["session"] or "default", served, None, "switch_complete", v["at"],
+                    previous_provider=first, request_id=v["request_id"])  # fmt: skip
+
+
+def _handoff(
+    session: str, provider: str, branch: str | None, event: str, at: float, **extra: object
+) -> bytes:
+    body = {"session_id": session, "provider": provider, "branch": branch, "event": event}
+    return orjson.dumps({**body, **extra, "timestamp": iso(at)})

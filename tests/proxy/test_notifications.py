@@ -327,3 +327,49 @@ async def test_reload_keeps_unchanged_webhooks_and_starts_new_ones(
     failover("req_3")
     third = await kept.next()
     assert (third["request_id"], third["coalesced"]) == ("req_3", 1)
+
+
+async def test_open_git_decision_reaches_webhooks_and_the_callback(
+    upstream: Any, gateway: Any, webhook: Any, tmp_path: Any
+) -> None:
+    """Tests that block a branch open a decision; webhooks and callback_url are told of it."""
+    from tests.proxy.test_git_isolation import make_repo, start
+
+    hook, callback = await webhook(), await webhook()
+    repo = make_repo(tmp_path / "repo")
+    git = {"enabled": True, "repo": str(repo), "tests": {"command": "exit 1"}}
+    notifications = {
+        "webhooks": [{"url": hook.url, "min_interval_s": 0, "events": ["git_isolation"]}],
+        "callback_url": callback.url,
+    }
+    s = await start(upstream, gateway, git=git, notifications=notifications)
+    await s.failover()
+    await s.idle()
+    posted = await hook.next()
+    assert (posted["event"], posted["severity"]) == ("git_isolation", "warning")
+    assert posted["branch"] == {"from": "dev", "to": "dev-b"}
+    opened = await callback.next()  # with git on, switch_complete waits for the isolation
+    assert opened["event"] == "decision_opened"
+    assert (opened["session_id"], opened["proposed_branch"]) == ("default", "dev-b")
+    assert opened["test_result"] == "failed" and opened["decision_id"]
+
+
+async def test_with_git_on_the_handoff_names_the_new_branch(
+    upstream: Any, gateway: Any, webhook: Any, tmp_path: Any
+) -> None:
+    """With git isolation on, switch_complete is posted once the branch exists, naming it."""
+    from tests.proxy.test_git_isolation import make_repo, start
+
+    callback = await webhook()
+    repo = make_repo(tmp_path / "repo")
+    s = await start(
+        upstream,
+        gateway,
+        git={"enabled": True, "repo": str(repo)},
+        notifications={"callback_url": callback.url},
+    )
+    await s.failover()
+    await s.idle()
+    body = await callback.next()
+    assert (body["event"], body["session_id"]) == ("switch_complete", "default")
+    assert (body["provider"], body["branch"], body["previous_branch"]) == ("b", "dev-b", "dev")
