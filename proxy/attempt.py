@@ -37,6 +37,7 @@ class Failed:
 
     lease: Lease
     outcome: UpstreamOutcome
+    latency_s: float  # from sending the request to the failure
 
 
 Skipped = None  # the breaker refused the lease after the decision (a race): choose again
@@ -98,7 +99,8 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
             ttfb_s = gw.clock.monotonic() - started
             if resp.status >= 400:
                 body = await resp.read()
-                return Failed(lease, _status_outcome(resp.status, resp.headers, body))
+                outcome = _status_outcome(resp.status, resp.headers, body)
+                return Failed(lease, outcome, gw.clock.monotonic() - started)
             hints = rate_limit_headers(resp.headers)
             if hints:
                 gw.fleet.observe_headers(lease, hints, gw.clock.wall(), gw.clock.monotonic())
@@ -115,7 +117,8 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
     except UpstreamFailure as exc:
         if settled:
             raise
-        return Failed(lease, UpstreamOutcome(stage=exc.stage, timed_out=exc.timed_out))
+        outcome = UpstreamOutcome(stage=exc.stage, timed_out=exc.timed_out)
+        return Failed(lease, outcome, gw.clock.monotonic() - started)
     except BaseException:
         if not settled:  # the client left (cancellation) or we failed: no verdict on the lane
             gw.fleet.neutral(lease)

@@ -47,7 +47,11 @@ async def route(run: Run, leg: Leg) -> web.StreamResponse | None:
             f"sidestep is at capacity ({gw.admission.in_flight} requests in flight; {exc.reason})",
             "rate_limit_exceeded",
             code="gateway_busy",
-            headers={"retry-after": "1", "x-sidestep-request-id": run.creq.request_id},
+            headers={
+                "retry-after": str(math.ceil(RETRY_AFTER_S)),
+                "retry-after-ms": str(math.ceil(RETRY_AFTER_S * 1000)),
+                "x-sidestep-request-id": run.creq.request_id,
+            },
         )
     try:
         return await _route(run, leg)
@@ -105,7 +109,7 @@ def _apply(run: Run, view: LaneView, failed: Failed, plan: FailurePlan) -> None:
     gw = run.gw
     now = gw.clock.monotonic()
     gw.fleet.failed(failed.lease, plan, now)
-    run.note_attempt(failed.lease, plan.error_class.value, failed.outcome.status, 0.0)
+    run.note_attempt(failed.lease, plan.error_class.value, failed.outcome.status, failed.latency_s)
     rate_limited = plan.error_class is ErrorClass.RATE_LIMITED
     run.back_at[view.lane_id] = now + plan.cooldown_s if rate_limited else None
     if plan.step.step is not Step.FAILOVER:
