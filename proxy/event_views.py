@@ -57,7 +57,6 @@ from policies.cooldown import CooldownCleared, CooldownExpired, CooldownSet
 from proxy.clock import Clock
 from proxy.events import (
     AdmissionRejected,
-    AttemptFinished,
     ConfigReloaded,
     DecisionAnswered,
     DecisionOpened,
@@ -217,18 +216,6 @@ def _operated(e: TargetOperated, clock: Clock) -> View:
     }
 
 
-def _attempt(e: AttemptFinished, clock: Clock) -> View:
-    return {
-        "type": "attempt_finished",
-        "at": _now(clock),
-        "request_id": e.request_id,
-        "target": e.target_id,
-        "error_class": e.error_class,
-        "status": e.status,
-        "latency_s": e.latency_s,
-    }
-
-
 def _git_isolated(e: GitIsolated, clock: Clock) -> View:
     return {
         "type": "git_isolated",
@@ -380,7 +367,6 @@ VIEWS: dict[type, Renderer] = {
     AdmissionRejected: _admission,
     ConfigReloaded: _reloaded,
     TargetOperated: _operated,
-    AttemptFinished: _attempt,
     RequestFinished: _finished,
     GitIsolated: _git_isolated,
     GitRefused: _git_refused,

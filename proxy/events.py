@@ -37,15 +37,6 @@ class StreamResumed:
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptFinished:
-    request_id: str
-    target_id: str
-    error_class: str  # "ok" on success
-    status: int | None
-    latency_s: float
-
-
-@dataclass(frozen=True, slots=True)
 class RateLimitObserved:
     """An upstream response reported its remaining budget (``x-ratelimit-remaining-*``)."""
 

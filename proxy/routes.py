@@ -21,8 +21,6 @@ from proxy.run import Run
 
 log = logging.getLogger("sidestep")
 
-SESSION_HEADER = "x-sidestep-session"
-
 
 def _json(payload: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")

@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from policies.stitch import merge_usage
-from proxy.errors import error_body, stream_error_frame
+from proxy.errors import stream_error_frame
 from proxy.fleet import Lease
 from proxy.headers import client_headers
 from proxy.inbound import Endpoint
@@ -130,4 +130,4 @@ async def _finish_plain(
         await out.write(stream_error_frame(message))
 
 
-__all__ = ["DONE", "error_body", "inspector_for", "serve_stream"]
+__all__ = ["DONE", "inspector_for", "serve_stream"]
