@@ -5,6 +5,7 @@ no background watch task, so nothing waits on wall-clock time)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,6 @@ async def start_from_file(
     app = make_app(load_config(path), clock=clock, watch_config=False)
     server = await aiohttp_server(app, **server_kwargs)
     return FileGateway(server, clock, path)
+
+
+StartFn = Callable[..., Awaitable[FileGateway]]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,15 @@ from openai import AsyncOpenAI
 
 from proxy.simulator import canonical_text
 from tests.conftest import target
-from tests.fakes import FakeClock, FakeUpstream, error
-from tests.proxy.file_gateway import FileGateway, start_from_file, write_config
+from tests.fakes import FakeUpstream, error
+from tests.proxy.file_gateway import FileGateway, StartFn, write_config
 from tests.proxy.test_cli import TIMEOUT_S, clean_env, run_cli
 
 USER: Any = [{"role": "user", "content": "hi"}]
 ADMIN_TOKEN = "sidestep-admin-token-cli-5e7d"
 
-StartFn = Callable[..., Awaitable[FileGateway]]
-
-
-@pytest.fixture
-async def from_file(aiohttp_server: Any, clock: FakeClock, tmp_path: Path) -> StartFn:
-    async def start(targets: list[dict[str, Any]], **sections: Any) -> FileGateway:
-        path = tmp_path / "gateway.yaml"
-        write_config(path, targets, **sections)
-        return await start_from_file(aiohttp_server, clock, path)
-
-    return start
+# not ./sidestep.yaml: the CLI run in tmp_path would read it as its own config
+CONFIG_NAME = "gateway.yaml"
 
 
 @pytest.fixture

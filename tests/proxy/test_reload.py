@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from tests.conftest import target
 from tests.fakes import FakeClock, FakeUpstream, Reply, chat_frames, error
 from tests.proxy.file_gateway import (
     FileGateway,
+    StartFn,
     replace_config,
     start_from_file,
     write_config,
@@ -43,19 +44,6 @@ class HeldReply(Reply):
         self.arrived.set()
         await self.gate.wait()
         return await super().serve(request)
-
-
-StartFn = Callable[..., Awaitable[FileGateway]]
-
-
-@pytest.fixture
-async def from_file(aiohttp_server: Any, clock: FakeClock, tmp_path: Path) -> StartFn:
-    async def start(targets: list[dict[str, Any]], **sections: Any) -> FileGateway:
-        path = tmp_path / "sidestep.yaml"
-        write_config(path, targets, **sections)
-        return await start_from_file(aiohttp_server, clock, path)
-
-    return start
 
 
 async def chat(client: AsyncOpenAI, *, stream: bool) -> str:
