@@ -13,6 +13,7 @@ from collections import deque
 from contextlib import suppress
 
 from policies.settings import AdmissionSettings
+from proxy.clock import Clock
 
 # Retry-After for a request refused because everything is busy: slots free as soon as any
 # request in flight ends, which no one can predict, so clients are told to come back soon.
@@ -28,8 +29,12 @@ class Rejected(Exception):
 
 
 class Admission:
-    def __init__(self, settings: AdmissionSettings) -> None:
+    """Every wait here runs on the injected ``Clock``, so a fake clock drives the queue
+    timeouts like any other time in sidestep."""
+
+    def __init__(self, settings: AdmissionSettings, clock: Clock) -> None:
         self.settings = settings
+        self._clock = clock
         self.in_flight = 0
         self._slots: deque[asyncio.Future[None]] = deque()
         self._capacity: list[asyncio.Future[None]] = []
@@ -45,14 +50,17 @@ class Admission:
             return
         fut = self._queue(self._slots)
         try:
-            async with asyncio.timeout(self.settings.queue_timeout_s):
-                await fut
-        except TimeoutError:
+            granted = await self._clock.wait_for(fut, self.settings.queue_timeout_s)
+        except BaseException:
+            # handed a slot just as this waiter was cancelled: pass it on
             if fut.done() and not fut.cancelled():
-                return  # the slot arrived as the timeout fired: keep it
-            raise Rejected("queue_timeout") from None
+                self.leave()
+            raise
         finally:
             _discard(self._slots, fut)
+            fut.cancel()  # no-op once granted; otherwise no later leave() can hand it a slot
+        if not granted:
+            raise Rejected("queue_timeout")
 
     def leave(self) -> None:
         """Free an in-flight slot and hand it to the longest waiter."""
@@ -70,12 +78,10 @@ class Admission:
         raises ``Rejected`` when the queue is full."""
         fut = self._queue(self._capacity)
         try:
-            async with asyncio.timeout(max(0.0, timeout_s)):
-                await fut
-        except TimeoutError:
-            pass
+            await self._clock.wait_for(fut, timeout_s)
         finally:
             _discard(self._capacity, fut)
+            fut.cancel()
 
     def capacity_changed(self) -> None:
         """A lease ended or a limit moved: let every capacity waiter look again."""

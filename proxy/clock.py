@@ -21,6 +21,10 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` (a fake clock advances itself and returns at once)."""
 
+    async def wait_for(self, fut: asyncio.Future[None], timeout_s: float) -> bool:
+        """Wait until ``fut`` is done or ``timeout_s`` passed on this clock; True when ``fut``
+        is done. ``fut`` is never cancelled by the timeout (its owner decides what to do)."""
+
 
 class SystemClock:
     def monotonic(self) -> float:
@@ -31,3 +35,8 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    async def wait_for(self, fut: asyncio.Future[None], timeout_s: float) -> bool:
+        if not fut.done():
+            await asyncio.wait((fut,), timeout=max(0.0, timeout_s))
+        return fut.done()

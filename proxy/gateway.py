@@ -59,7 +59,7 @@ class Gateway:
             clock=clock,
             events=events,
             fleet=Fleet(config.targets, config.breaker, events),
-            admission=Admission(config.admission),
+            admission=Admission(config.admission, clock),
             rng=rng or random.Random(),
             started=clock.monotonic(),
             secrets=config_secrets(config),

@@ -23,11 +23,15 @@ SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 class FakeClock:
-    """Monotonic and wall time that only move when a test (or a ``sleep``) moves them."""
+    """Monotonic and wall time that only move when a test (or a ``sleep``) moves them.
+
+    ``sleep`` advances the clock itself and returns at once; ``wait_for`` waits for its future
+    until the test (or another task's ``sleep``) moves the clock past its deadline."""
 
     def __init__(self, start: float = 1000.0) -> None:
         self.t = start
         self.slept: list[float] = []
+        self._timers: list[tuple[float, asyncio.Future[None]]] = []
 
     def monotonic(self) -> float:
         return self.t
@@ -37,11 +41,32 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
+        due = [fut for deadline, fut in self._timers if deadline <= self.t]
+        self._timers = [(d, f) for d, f in self._timers if d > self.t]
+        for fut in due:
+            if not fut.done():
+                fut.set_result(None)
+
+    @property
+    def waiting(self) -> int:
+        """How many ``wait_for`` calls are waiting for the clock to move."""
+        return sum(not fut.done() for _, fut in self._timers)
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.t += max(0.0, seconds)
+        self.advance(max(0.0, seconds))
         await asyncio.sleep(0)
+
+    async def wait_for(self, fut: asyncio.Future[None], timeout_s: float) -> bool:
+        if fut.done() or timeout_s <= 0:
+            return fut.done()
+        timer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._timers.append((self.t + timeout_s, timer))
+        try:
+            await asyncio.wait((fut, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        return fut.done()
 
 
 @dataclass(frozen=True)

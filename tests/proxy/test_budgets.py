@@ -146,3 +146,41 @@ async def test_all_targets_failing_answers_503_naming_each_reason(
     assert "a#0: transient_server_failure (HTTP 500)" in message
     assert "b#0: transient_server_failure (HTTP 502)" in message
     assert (a.calls, b.calls) == (3, 3)
+
+
+async def clock_waiting(clock: FakeClock, count: int) -> None:
+    """Return once ``count`` waits hang on the fake clock (real I/O: poll)."""
+    while clock.waiting < count:
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("admission", "limits"),
+    [
+        ({"max_in_flight": 1, "queue_limit": 1, "queue_timeout_s": 30}, {}),
+        ({"queue_limit": 1, "queue_timeout_s": 30}, {"max_concurrency": 1}),
+    ],
+    ids=["in_flight_queue", "target_capacity_queue"],
+)
+async def test_the_fake_clock_times_out_a_queued_request(
+    upstream: Any, gateway: Any, clock: FakeClock, admission: dict[str, Any], limits: Any
+) -> None:
+    """A queued request gets its 429 when the injected clock passes queue_timeout_s."""
+    a = await upstream("a")
+    gate = asyncio.Event()
+    a.queue(Reply(frames=chat_frames(["one", "two"]), gate_after=2, gate=gate))
+    gw = await gateway([target(a, limits=limits)], admission=admission)
+    held = await gw.openai().chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    await anext(aiter(held))
+    waiting = asyncio.create_task(ask(gw))
+    await asyncio.wait_for(clock_waiting(clock, 1), 5)
+    clock.advance(29)
+    await asyncio.sleep(0.05)  # real I/O turn: the waiter must still be queued
+    assert not waiting.done()
+    clock.advance(1)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await asyncio.wait_for(waiting, 5)
+    assert_openai_error(caught.value)
+    assert a.calls == 1
+    gate.set()
+    assert "".join([c.choices[0].delta.content or "" async for c in held if c.choices])
