@@ -85,15 +85,23 @@ def test_manifest_matches_the_kubernetes_schema(kind: str, version: str) -> None
 
 
 @pytest.fixture(scope="module")
-def crd_models(request: pytest.FixtureRequest) -> Path:
+def crd_models(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private install of the Prometheus Operator models (pydantic, generated from its CRD
     schemas). Kept out of the test extra because the package registers a pytest plugin that
-    needs packages we do not have; run in a subprocess from pytest's cache directory."""
-    target = Path(request.config.cache.mkdir("deploy-crd-models"))
+    needs packages we do not have; run in a subprocess from pytest's cache directory (a temp
+    directory when the cache plugin is off). Without a package index the test is skipped
+    within seconds (no retries), not after pip's minutes of back-off."""
+    cache = getattr(request.config, "cache", None)
+    target = (
+        Path(cache.mkdir("deploy-crd-models"))
+        if cache is not None
+        else tmp_path_factory.mktemp("deploy-crd-models")
+    )
     done = target / (re.sub(r"\W", "_", CRD_MODELS) + ".installed")
     if not done.exists():
         result = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--retries", "0", "--timeout", "15",
              "--upgrade", "--target", str(target), CRD_MODELS],
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
