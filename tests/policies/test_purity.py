@@ -62,7 +62,9 @@ def _violations(source: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("path", sorted(POLICIES.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(POLICIES.rglob("*.py")), ids=lambda p: str(p.relative_to(POLICIES))
+)
 def test_policy_module_is_pure(path: Path) -> None:
     """No policies/ module imports asyncio, aiohttp, time, os, subprocess, logging, socket,
     random (outside TYPE_CHECKING) or proxy."""

@@ -1,0 +1,73 @@
+"""What the shell observed, fed to the lifecycle machine (past tense)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from policies.routing import LaneView
+from policies.taxonomy import UpstreamOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class LanesSeen:
+    lanes: tuple[LaneView, ...]
+    prefill_lanes: frozenset[str] = frozenset()  # lane ids that take an assistant prefill
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRefused:
+    """The breaker refused the lease between the decision and the attempt (a race)."""
+
+    lane: LaneView
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed:
+    """Nothing reached the client from this attempt."""
+
+    lane: LaneView
+    outcome: UpstreamOutcome
+    wall_now: float
+    prefill_rejected: bool = False  # a continuation's 400 blamed its assistant prefill
+
+
+@dataclass(frozen=True, slots=True)
+class HeadersAccepted:
+    lane: LaneView
+
+
+@dataclass(frozen=True, slots=True)
+class Woke:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityWaited:
+    rejected: bool  # the admission queue was full
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentEnded:
+    """A relayed segment ended; ``ending`` is the relay's reason label."""
+
+    lane: LaneView
+    ending: str
+    interrupted: bool
+    in_tool_call: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClientGone:
+    pass
+
+
+Event = (
+    LanesSeen
+    | LeaseRefused
+    | AttemptFailed
+    | HeadersAccepted
+    | Woke
+    | CapacityWaited
+    | SegmentEnded
+    | ClientGone
+)

@@ -1,0 +1,282 @@
+"""``start`` and ``step``: the lifecycle's transitions (see ``policies.lifecycle``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from policies.cooldown import Rng
+from policies.failure import FailurePlan, Scope, plan_failure
+from policies.lifecycle.commands import (
+    Abandon,
+    Attempt,
+    Choose,
+    Continuation,
+    Effect,
+    EndStream,
+    FailedOver,
+    Finish,
+    GiveUp,
+    GiveUpKind,
+    RecordFailure,
+    RecordInterruption,
+    Relay,
+    RememberNoPrefill,
+    Respond,
+    Resumed,
+    Sleep,
+    Transition,
+    WaitForCapacity,
+)
+from policies.lifecycle.events import (
+    AttemptFailed,
+    CapacityWaited,
+    ClientGone,
+    Event,
+    HeadersAccepted,
+    LanesSeen,
+    LeaseRefused,
+    SegmentEnded,
+    Woke,
+)
+from policies.lifecycle.state import Lifecycle, Phase, RequestFacts, Settings
+from policies.retry import Step
+from policies.routing import Decision, Exclusion, LaneView, choose
+from policies.taxonomy import ErrorClass
+
+BUSY_RETRY_S = 1.0  # Retry-After for "every lane is busy": a slot frees when any request ends
+_BUSY = frozenset({Exclusion.AT_CONCURRENCY, Exclusion.OUT_OF_BUDGET})
+_NEVER = frozenset(
+    {
+        Exclusion.NO_MODEL,
+        Exclusion.NO_CAPABILITY,
+        Exclusion.DISABLED,
+        Exclusion.FAILED_THIS_REQUEST,
+    }
+)
+
+
+def start(facts: RequestFacts, settings: Settings) -> tuple[Lifecycle, Transition]:
+    return Lifecycle(facts, settings), Transition((), Choose())
+
+
+def step(state: Lifecycle, event: Event, now: float, rng: Rng) -> tuple[Lifecycle, Transition]:
+    """The next state and what the shell does next (see the module docstring)."""
+    if isinstance(event, ClientGone):
+        return replace(state, phase=Phase.DONE), Transition((), Abandon())
+    if isinstance(event, LanesSeen):
+        return _chose(state, event, now)
+    if isinstance(event, AttemptFailed):
+        return _failed(state, event, now, rng)
+    if isinstance(event, LeaseRefused):
+        failed = state.failed_lanes | {event.lane.lane_id}
+        return replace(state, failed_lanes=failed), Transition((), Choose())
+    if isinstance(event, Woke):
+        lane, state = state.forced, replace(state, forced=None)
+        assert lane is not None, "Woke answers the Sleep before a same-lane retry"
+        return state, Transition((), Attempt(lane, state.leg))
+    if isinstance(event, CapacityWaited):
+        return _waited(state, event, now)
+    if isinstance(event, HeadersAccepted):
+        return _accepted(state, event)
+    return _segment_ended(state, event)
+
+
+# --- routing ---------------------------------------------------------------------------------
+
+
+def _chose(state: Lifecycle, seen: LanesSeen, now: float) -> tuple[Lifecycle, Transition]:
+    lanes = seen.lanes
+    if state.needs_prefill:  # only a prefill continues a cut tool call without corrupting it
+        lanes = tuple(lane for lane in lanes if lane.lane_id in seen.prefill_lanes)
+    decision = choose(state.features(), lanes, state.settings.routing, now)
+    chosen = decision.chosen
+    state = replace(state, last_decision=decision)
+    if now >= state.facts.deadline:
+        return _exhausted(state, decision, now, "the request's deadline has passed")
+    if chosen is None:
+        if not state.waited and _only_busy(decision):
+            queue_s = state.settings.admission.queue_timeout_s
+            timeout_s = min(queue_s, decision.retry_after_s(now) or 1.0, state.facts.deadline - now)
+            return state, Transition((), WaitForCapacity(timeout_s))
+        return _exhausted(state, decision, now, None)
+    tried = state.targets_tried
+    if chosen.target_id not in tried:
+        if len(tried) >= state.settings.routing.max_targets_per_request:
+            why = "tried the maximum number of targets for one request"
+            return _exhausted(state, decision, now, why)
+        tried += (chosen.target_id,)
+    effects: tuple[Effect, ...] = ()
+    previous = state.previous_target
+    if previous is not None and previous != chosen.target_id:
+        reason = state.last_plan.error_class.value if state.last_plan else "unknown"
+        effects = (FailedOver(previous, chosen.target_id, reason),)
+    leg = state.leg
+    if leg is not None:
+        prefill = chosen.lane_id in seen.prefill_lanes and chosen.lane_id not in state.no_prefill
+        leg = Continuation(prefill)
+    state = replace(state, targets_tried=tried, leg=leg, previous_target=chosen.target_id)
+    return state, Transition(effects, Attempt(chosen, leg))
+
+
+def _accepted(state: Lifecycle, event: HeadersAccepted) -> tuple[Lifecycle, Transition]:
+    effects: tuple[Effect, ...] = ()
+    if state.phase is Phase.RESUMING and state.resume_from is not None:
+        effects = (Resumed(state.resume_from, event.lane.target_id, state.cut_reason),)
+    return replace(state, phase=Phase.STREAMING), Transition(effects, Relay(event.lane))
+
+
+def _only_busy(decision: Decision) -> bool:
+    """Every lane that could serve is busy (concurrency or budget): worth a short wait."""
+    reasons = {r.reason for r in decision.rejections}
+    return bool(reasons & _BUSY) and not reasons - _BUSY - _NEVER
+
+
+def _waited(state: Lifecycle, event: CapacityWaited, now: float) -> tuple[Lifecycle, Transition]:
+    waited = now - state.facts.started >= state.settings.admission.queue_timeout_s
+    state = replace(state, waited=waited or event.rejected)
+    if event.rejected:
+        return _exhausted(state, state.last_decision, now, "the admission queue is full")
+    return state, Transition((), Choose())
+
+
+def _failed(
+    state: Lifecycle, event: AttemptFailed, now: float, rng: Rng
+) -> tuple[Lifecycle, Transition]:
+    lane = event.lane
+    lane_id = lane.lane_id
+    settings = state.settings
+    plan = plan_failure(
+        event.outcome,
+        retries_done_on_lane=state.retries.get(lane_id, 0),
+        is_preferred=not state.failed_lanes and not state.failed_targets,
+        remaining_deadline_s=max(0.0, state.facts.deadline - now),
+        routing=settings.routing,
+        cooldown=settings.cooldown,
+        wall_now=event.wall_now,
+        rng=rng,
+    )
+    rate_limited = plan.error_class is ErrorClass.RATE_LIMITED
+    back_at = {**state.back_at, lane_id: now + plan.cooldown_s if rate_limited else None}
+    state = replace(state, back_at=back_at, last=event, last_plan=plan)
+    effects: tuple[Effect, ...] = (RecordFailure(lane, plan),)
+    leg = state.leg
+    if leg is not None and leg.prefill and event.prefill_rejected:
+        state = replace(state, no_prefill=state.no_prefill | {lane_id}, leg=Continuation(False))
+        effects += (RememberNoPrefill(lane),)
+        return state, Transition(effects, Attempt(lane, state.leg))
+    if plan.step.step is Step.RETURN:
+        if leg is None:
+            return replace(state, phase=Phase.DONE), Transition(effects, Respond(lane, plan))
+        return _leave(state, lane, plan, effects)  # a continuation's 4xx: try elsewhere
+    if plan.retries_here:
+        retries = {**state.retries, lane_id: state.retries.get(lane_id, 0) + 1}
+        state = replace(state, retries=retries, forced=lane)
+        return state, Transition(effects, Sleep(plan.step.delay_s))
+    return _leave(state, lane, plan, effects)
+
+
+def _leave(
+    state: Lifecycle, lane: LaneView, plan: FailurePlan, effects: tuple[Effect, ...]
+) -> tuple[Lifecycle, Transition]:
+    """Fail over: this request does not use ``lane`` (or its whole target) again."""
+    failed_targets = state.failed_targets
+    if plan.scope is Scope.TARGET:
+        failed_targets |= {lane.target_id}
+    avoid, min_context = state.avoid_models, state.min_context
+    if plan.error_class is ErrorClass.CONTEXT_TOO_LONG and lane.upstream_model:
+        avoid |= {lane.upstream_model}
+        min_context = max(min_context or 0, lane.context_window or 0) or None
+    state = replace(
+        state,
+        failed_lanes=state.failed_lanes | {lane.lane_id},
+        failed_targets=failed_targets,
+        avoid_models=avoid,
+        min_context=min_context,
+    )
+    return state, Transition(effects, Choose())
+
+
+def _exhausted(
+    state: Lifecycle, decision: Decision | None, now: float, why: str | None
+) -> tuple[Lifecycle, Transition]:
+    """No lane is left: give up with the status that tells the client what would help."""
+    done = replace(state, phase=Phase.DONE)
+    if state.phase is Phase.RESUMING:
+        return _resume_failed(state)
+    last, plan = state.last, state.last_plan
+    if decision is None:
+        kind, retry_after = GiveUpKind.RATE_LIMITED, BUSY_RETRY_S
+    elif last is None and not _model_served(decision):
+        kind, retry_after = GiveUpKind.NO_MODEL, None
+    elif decision.chosen is not None:  # a lane is free, but this request's budget is spent
+        kind, retry_after = GiveUpKind.UNAVAILABLE, None
+    else:
+        retry_after = decision.wait_s(now, state.back_at.values(), BUSY_RETRY_S)
+        kind = GiveUpKind.UNAVAILABLE if retry_after is None else GiveUpKind.RATE_LIMITED
+    return done, Transition((), GiveUp(kind, why, retry_after, decision, last, plan))
+
+
+def _model_served(decision: Decision) -> bool:
+    """Whether any enabled lane serves the model (a rejection other than no_model/disabled
+    or an eligible lane)."""
+    absent = {Exclusion.NO_MODEL, Exclusion.DISABLED}
+    return decision.chosen is not None or any(r.reason not in absent for r in decision.rejections)
+
+
+# --- streams ---------------------------------------------------------------------------------
+
+
+def _segment_ended(state: Lifecycle, event: SegmentEnded) -> tuple[Lifecycle, Transition]:
+    if not event.interrupted:
+        return replace(state, phase=Phase.DONE), Transition((), Finish())
+    lane_id = event.lane.lane_id
+    cut = {**state.cut, lane_id: state.cut.get(lane_id, 0) + 1}
+    state = replace(
+        state,
+        cut=cut,
+        cut_reason=event.ending,
+        needs_prefill=event.in_tool_call,
+        last_cut=lane_id,
+    )
+    effects: tuple[Effect, ...] = (RecordInterruption(event.lane),)
+    blocked = _resume_blocked(state, event)
+    if blocked is not None:
+        reason = f"{event.ending}; {blocked}"
+        return replace(state, phase=Phase.DONE), Transition(effects, EndStream(reason))
+    # each continuation leg gets the request's per-leg budgets afresh
+    state = replace(
+        state,
+        phase=Phase.RESUMING,
+        resumes=state.resumes + 1,
+        failed_lanes=state.failed_lanes | {lane_id},
+        targets_tried=(),
+        retries={},
+        leg=Continuation(prefill=True),
+        previous_target=None,
+        resume_from=event.lane.target_id,
+        reopened=False,
+    )
+    return state, Transition(effects, Choose())
+
+
+def _resume_blocked(state: Lifecycle, event: SegmentEnded) -> str | None:
+    if state.facts.resume_blocked is not None:
+        return state.facts.resume_blocked
+    if state.resumes >= state.settings.max_resumes:
+        return f"gave up after {state.resumes} resume(s) (streams.max_resumes)"
+    return None
+
+
+def _resume_failed(state: Lifecycle) -> tuple[Lifecycle, Transition]:
+    """No lane can continue: the interrupted lane is tried again when it is the only one
+    left and broke off only once; otherwise the stream ends with its interruption."""
+    lane = state.last_cut
+    if not state.reopened and lane is not None and state.cut.get(lane, 0) == 1:
+        failed = state.failed_lanes - {lane}
+        retry = replace(state, failed_lanes=failed, targets_tried=(), reopened=True)
+        return retry, Transition((), Choose())
+    why = "no target could continue the stream"
+    if state.needs_prefill:
+        why = "interrupted inside a tool call and no target that takes a prefill can continue it"
+    reason = f"{state.cut_reason}; {why}"
+    return replace(state, phase=Phase.DONE), Transition((), EndStream(reason))
