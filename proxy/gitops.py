@@ -5,7 +5,8 @@ shell), its own process group (killed whole on timeout or cancellation: a ``push
 an ``ssh`` child), an environment copied from ours minus every inherited ``GIT_*`` variable
 (an inherited ``GIT_DIR``/``GIT_INDEX_FILE``/``GIT_WORK_TREE`` would redirect us) plus
 ``GIT_TERMINAL_PROMPT=0`` (never wait for credentials), ``GIT_OPTIONAL_LOCKS=0`` (a probe
-such as ``git status`` must not rewrite the user's index) and ``LC_ALL=C``; the fallback
+such as ``git status`` must not rewrite the user's index) and ``LC_ALL=C``, and
+``core.fsmonitor`` off (a command from the repository's config); the fallback
 identity comes from the plan (``policies.gitplan.identity_env``), only where the repo's
 config has none.
 
@@ -70,6 +71,9 @@ log = logging.getLogger("sidestep.git")
 T = TypeVar("T")
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+NO_FSMONITOR = ("-c", "core.fsmonitor=false")
+"""A repository's ``core.fsmonitor`` is a command that ``status`` and ``add`` would run: a
+work tree named by a client must not make sidestep execute it (only slower without it)."""
 ERROR_LIMIT = 2000
 
 
@@ -105,6 +109,7 @@ class GitRunner:
         try:
             proc = await asyncio.create_subprocess_exec(
                 self.git,
+                *NO_FSMONITOR,
                 *args,
                 cwd=cwd,
                 env=clean_env({**GIT_ENV, **self.ceiling, **(env or {})}),

@@ -299,3 +299,23 @@ def test_a_root_with_a_colon_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(text, source="sidestep.yaml", environ={})
     assert any("allowed_roots" in p and "':'" in p for p in info.value.problems)
+
+
+async def test_a_repository_config_command_is_not_run(
+    upstream: Any, gateway: Any, tmp_path: Path
+) -> None:
+    """A work tree whose .git/config names a core.fsmonitor command: the failover isolates
+    it without ever running that command."""
+    allowed = tmp_path / "allowed"
+    proj = make_repo(allowed / "proj")
+    marker = tmp_path / "ran"
+    hook = tmp_path / "fsmonitor.sh"
+    hook.write_text(f"#!/bin/sh\ntouch '{marker}'\n")
+    hook.chmod(0o755)
+    git(proj, "config", "core.fsmonitor", str(hook))
+    (proj / "wip.txt").write_text("work\n")
+    s = await start(upstream, gateway, git=roots(allowed))
+    await s.failover(workdir=str(proj))
+    await s.idle()
+    assert branch(proj) == "dev-b"
+    assert not marker.exists()
