@@ -113,9 +113,8 @@ class GitActions:
         place = await self.isolator.place_of(decision.repo)
         if isinstance(place, Refused):
             return self.isolator.refuse(sw, decision.repo, place, verdict, decision.branch_from)
-        found = place
         work = self.worker.exclusive(
-            found.repo, lambda: self.isolator.isolate(sw, found, git, verdict)
+            place.repo, lambda: self.isolator.isolate(sw, place, git, verdict)
         )
         return await asyncio.shield(self.worker.spawn(work))
 
@@ -142,8 +141,7 @@ class GitActions:
         place = await self.isolator.place_of(session.repo)
         if isinstance(place, Refused):
             return self._refused(sid, action, session.repo, place, RepoState(work_tree=False))
-        found = place
-        work = self.worker.exclusive(found.repo, lambda: self._operate_locked(sid, action, found))
+        work = self.worker.exclusive(place.repo, lambda: self._operate_locked(sid, action, place))
         return await asyncio.shield(self.worker.spawn(work))
 
     async def _operate_locked(self, sid: str, action: str, place: Place) -> ActionResult:
@@ -157,9 +155,9 @@ class GitActions:
         plan = planner(state, session.lineage, mode, git.verify)
         if isinstance(plan, Refused):
             return self._refused(sid, action, repo, plan, state)
-        moved = await recheck(runner, place)
-        if moved is not None:
-            return self._refused(sid, action, repo, moved, state)
+        swapped = await recheck(runner, place)
+        if swapped is not None:
+            return self._refused(sid, action, repo, swapped, state)
         result = await self.worker.finish(execute(runner, repo, plan, state))
         conflicts = tuple(p for p in result.outputs.get("conflicts", "").split("\0") if p)
         if result.ok:
