@@ -3,8 +3,16 @@
 
 ``guard`` refuses (``Refused``, with a reason people can act on) when the tree is mid-merge,
 mid-rebase, mid-cherry-pick, mid-revert or mid-bisect, when the user's ``index.lock`` exists,
-when HEAD is detached, or when it is not a work tree at all. ``within`` is the containment
-check for ``x-sidestep-workdir`` (on paths the shell has already resolved).
+when HEAD is detached, or when it is not a work tree at all.
+
+Where a repository really is, is asked first (``WHERE``: its top level, git dir and common
+dir, found with git never looking above ``ceiling``) and judged by ``confine``: a work tree
+named by ``x-sidestep-workdir`` is acceptable only when all three lie inside one allowed root
+(after the shell resolved symlinks), so neither an enclosing repository, nor a ``.git`` file,
+symlink, linked worktree or ``commondir`` leading elsewhere, nor ``core.worktree`` can take
+sidestep out of the root. ``unchanged`` is the same question asked again right before a plan
+runs: the repository must still be the one that was checked. ``within`` is the containment
+test on resolved paths.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ class Refusal(StrEnum):
     NO_WORK_TREE = "no_work_tree"  # git.repo unset and no x-sidestep-workdir
     WORKDIR_NOT_ALLOWED = "workdir_not_allowed"
     NOT_A_WORK_TREE = "not_a_work_tree"
+    REPO_OUTSIDE_ROOTS = "repo_outside_roots"  # its top level or git dir is not in the root
+    REPO_CHANGED = "repo_changed"  # not the repository that was checked (a swapped symlink)
     MERGE_IN_PROGRESS = "merge_in_progress"
     REBASE_IN_PROGRESS = "rebase_in_progress"
     CHERRY_PICK_IN_PROGRESS = "cherry_pick_in_progress"
@@ -79,6 +89,126 @@ PROBES: Mapping[str, tuple[str, ...]] = {
 class Output:
     code: int
     out: str
+
+
+# --- where the repository is ---------------------------------------------------------------
+
+WHERE: tuple[str, ...] = (
+    "rev-parse",
+    "--path-format=absolute",
+    "--show-toplevel",
+    "--absolute-git-dir",
+    "--git-common-dir",
+)
+"""The probe run before anything else: the work tree's top level, its git dir (where a
+``.git`` file or symlink leads) and its common dir (refs and objects), one a line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a work tree's repository really is: absolute paths, symlinks resolved."""
+
+    top_level: str
+    git_dir: str
+    common_dir: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where sidestep may act. ``roots`` (resolved ``git.allowed_roots``): a repository whose
+    top level, git dir and common dir are all inside one of them. ``trusted``: the operator's
+    own ``git.repo``, whatever repository it belongs to."""
+
+    roots: tuple[str, ...] = ()
+    trusted: bool = False
+
+
+TRUSTED = Scope(trusted=True)
+
+
+def found(start: str, scope: Scope, located: Output) -> Location | Refused:
+    """The ``WHERE`` output for a work tree at ``start`` as a ``Location`` (paths as git
+    printed them: the shell still resolves symlinks), or why there is none."""
+    lines = located.out.splitlines()
+    if located.code == 0 and len(lines) >= 3 and all(p.startswith("/") for p in lines[:3]):
+        return Location(lines[0], lines[1], lines[2])
+    top = ceiling(start, scope)
+    limit = f" (git looks no higher than {scope_root(start, scope)})" if top else ""
+    return Refused(
+        Refusal.NOT_A_WORK_TREE,
+        f"{start} is not inside a git work tree{limit}; run git init there or name a "
+        "repository's folder",
+    )
+
+
+def scope_root(start: str, scope: Scope) -> str:
+    """The outermost allowed root holding ``start`` (``start`` itself when none does)."""
+    holding = [root for root in scope.roots if within(start, root)]
+    return min(holding, key=len) if holding else start
+
+
+def ceiling(start: str, scope: Scope) -> str:
+    """``GIT_CEILING_DIRECTORIES`` for finding the repository of ``start``: the parent of the
+    outermost allowed root holding it (git then checks the root itself, never above it; a
+    ceiling equal to the start directory would not stop git at all), or of ``start`` when no
+    root holds it; nothing for the trusted ``git.repo``, which may name a subfolder."""
+    return "" if scope.trusted else str(PurePosixPath(scope_root(start, scope)).parent)
+
+
+def confine(place: Location, scope: Scope) -> Refused | None:
+    """Why sidestep may not act on the repository at ``place`` (resolved paths), or None."""
+    if scope.trusted:
+        return None
+    paths = (place.top_level, place.git_dir, place.common_dir)
+    if any(all(within(p, root) for p in paths) for root in scope.roots):
+        return None
+
+    def inside(path: str) -> bool:
+        return any(within(path, root) for root in scope.roots)
+
+    if not inside(place.top_level):
+        what = f"its top level {place.top_level} is"
+    elif not inside(place.git_dir):
+        what = f"its git dir {place.git_dir} (a .git file, symlink or linked worktree) is"
+    elif not inside(place.common_dir):
+        what = f"its common dir {place.common_dir} (refs and objects: a commondir file) is"
+    else:
+        what = "its top level and git dir are in different roots, so not"
+    allowed = ", ".join(scope.roots) or "none"
+    return Refused(
+        Refusal.REPO_OUTSIDE_ROOTS,
+        f"the repository of {place.top_level}: {what} outside git.allowed_roots ({allowed}); "
+        "sidestep acts only on a repository whose top level and git dir are inside one "
+        "allowed root",
+    )
+
+
+def unchanged(checked: Location, now: Location, scope: Scope) -> Refused | None:
+    """Why the repository found now may not be acted on: it is not the one ``checked``
+    earlier (asked right before a plan runs), or ``scope`` no longer allows it; or None."""
+    if now == checked:
+        return confine(now, scope)
+    return Refused(
+        Refusal.REPO_CHANGED,
+        f"the repository at {checked.top_level} changed since it was checked (now: top level "
+        f"{now.top_level}, git dir {now.git_dir}); a symlink or .git was swapped, nothing was "
+        "done",
+    )
+
+
+def same_repo(repo: str, now: Location, scope: Scope) -> Refused | None:
+    """Why the repository found at a session's recorded ``repo`` may not be acted on: it is
+    not that repository any more, or ``scope`` does not allow it; or None."""
+    if now.top_level == repo:
+        return confine(now, scope)
+    return Refused(
+        Refusal.REPO_CHANGED,
+        f"the session's repository {repo} is now {now.top_level} (git dir {now.git_dir}); "
+        "a symlink or .git was swapped, nothing was done",
+    )
+
+
+# --- its state ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

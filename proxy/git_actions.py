@@ -4,7 +4,9 @@ Each runs as an app-owned task (``GitWorker.spawn``) under the repository's lock
 the admin handler through ``asyncio.shield``: an operator whose connection drops does not
 stop a rollback half way. Plans come from ``policies.gitplan`` (``plan_rollback``,
 ``plan_merge``); a decision answered ``isolate`` runs ``Isolator.isolate`` (the tests are
-not run again: the operator has seen them fail).
+not run again: the operator has seen them fail). The recorded repository is located again
+first (``Isolator.place_of``: still that repository, still allowed) and checked once more
+right before the plan runs (``proxy.gitops.recheck``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from policies.gitplan import CONFLICT, GitPlan, Mode, Verdict, plan_merge, plan_
 from policies.gitrepo import Refusal, Refused, RepoState
 from policies.sessions import Choice, Decision, DecisionState, Entry, Outcome, Switch, with_entry
 from proxy.events import DecisionAnswered, GitActionFinished, GitRefused
-from proxy.gitops import GitRunner, PlanResult, execute, inspect
+from proxy.gitops import Place, PlanResult, execute, inspect, recheck
 from proxy.isolation import Done, Isolator
 
 
@@ -94,7 +96,8 @@ class GitActions:
                 reason=decision.reason,
             )
         )
-        fields = {k: getattr(done, k) for k in ("branch_from", "branch_to", "commit", "detail")}
+        names = ("branch_from", "branch_to", "commit", "refusal", "detail")
+        fields = {k: getattr(done, k) for k in names}
         return ActionResult(
             decision.session, choice.value, done.outcome.value, decision.repo, **fields
         )
@@ -107,8 +110,11 @@ class GitActions:
             return Done(Outcome.SKIPPED, decision.branch_from)
         git = self.gw.config.git
         verdict = Verdict(decision.test_result)
+        place = await self.isolator.place_of(decision.repo)
+        if isinstance(place, Refused):
+            return self.isolator.refuse(sw, decision.repo, place, verdict, decision.branch_from)
         work = self.worker.exclusive(
-            decision.repo, lambda: self.isolator.isolate(sw, decision.repo, git, verdict)
+            place.repo, lambda: self.isolator.isolate(sw, place, git, verdict)
         )
         return await asyncio.shield(self.worker.spawn(work))
 
@@ -132,13 +138,16 @@ class GitActions:
             return ActionResult(
                 sid, action, "refused", session.repo, refusal=Refusal.NO_LINEAGE.value, detail=why
             )
-        repo = session.repo
-        work = self.worker.exclusive(repo, lambda: self._operate_locked(sid, action, repo))
+        place = await self.isolator.place_of(session.repo)
+        if isinstance(place, Refused):
+            return self._refused(sid, action, session.repo, place, RepoState(work_tree=False))
+        work = self.worker.exclusive(place.repo, lambda: self._operate_locked(sid, action, place))
         return await asyncio.shield(self.worker.spawn(work))
 
-    async def _operate_locked(self, sid: str, action: str, repo: str) -> ActionResult:
+    async def _operate_locked(self, sid: str, action: str, place: Place) -> ActionResult:
         git = self.gw.config.git
-        runner = GitRunner(git.timeout_s)
+        repo = place.repo
+        runner = place.runner(git.timeout_s)
         state = await inspect(runner, repo)
         session = self.store.sessions[sid]
         mode = Mode(session.mode) if session.mode else None
@@ -146,6 +155,9 @@ class GitActions:
         plan = planner(state, session.lineage, mode, git.verify)
         if isinstance(plan, Refused):
             return self._refused(sid, action, repo, plan, state)
+        swapped = await recheck(runner, place)
+        if swapped is not None:
+            return self._refused(sid, action, repo, swapped, state)
         result = await self.worker.finish(execute(runner, repo, plan, state))
         conflicts = tuple(p for p in result.outputs.get("conflicts", "").split("\0") if p)
         if result.ok:

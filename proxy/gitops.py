@@ -5,9 +5,17 @@ shell), its own process group (killed whole on timeout or cancellation: a ``push
 an ``ssh`` child), an environment copied from ours minus every inherited ``GIT_*`` variable
 (an inherited ``GIT_DIR``/``GIT_INDEX_FILE``/``GIT_WORK_TREE`` would redirect us) plus
 ``GIT_TERMINAL_PROMPT=0`` (never wait for credentials), ``GIT_OPTIONAL_LOCKS=0`` (a probe
-such as ``git status`` must not rewrite the user's index) and ``LC_ALL=C``; the fallback
+such as ``git status`` must not rewrite the user's index) and ``LC_ALL=C``, and
+``core.fsmonitor`` off (a command from the repository's config); the fallback
 identity comes from the plan (``policies.gitplan.identity_env``), only where the repo's
 config has none.
+
+``locate`` finds where the repository of a work tree really is (``policies.gitrepo.WHERE``,
+git never looking above the ceiling; symlinks resolved here) and whether sidestep may act on
+it (``policies.gitrepo.confine``), as a ``Place``; ``recheck`` asks again right before a plan
+runs, so a symlink or ``.git`` swapped since the check is refused. Every git call in a
+located repository runs with ``GIT_CEILING_DIRECTORIES`` at the parent of its top level:
+should its ``.git`` vanish, git finds nothing rather than an enclosing repository.
 
 ``inspect`` probes a work tree into a ``RepoState``; ``execute`` runs a ``GitPlan`` step by
 step (a private temporary index beside the real one for checkpoint plans, removed in
@@ -32,6 +40,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from policies.gitplan import (
@@ -41,10 +50,19 @@ from policies.gitplan import (
 from policies.gitrepo import (
     LOCATE,
     PROBES,
+    WHERE,
+    Location,
     Output,
+    Refused,
     RepoState,
+    Scope,
+    ceiling,
+    confine,
+    found,
     marker_paths,
     read_state,
+    same_repo,
+    unchanged,
 )
 from proxy.hooks import clean_env, kill_group
 
@@ -53,6 +71,9 @@ log = logging.getLogger("sidestep.git")
 T = TypeVar("T")
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+NO_FSMONITOR = ("-c", "core.fsmonitor=false")
+"""A repository's ``core.fsmonitor`` is a command that ``status`` and ``add`` would run: a
+work tree named by a client must not make sidestep execute it (only slower without it)."""
 ERROR_LIMIT = 2000
 
 
@@ -73,11 +94,14 @@ class GitResult:
 
 
 class GitRunner:
-    """Runs ``git`` in a directory. ``code`` -1 means it timed out or could not start."""
+    """Runs ``git`` in a directory. ``code`` -1 means it timed out or could not start.
+    ``ceiling`` (``GIT_CEILING_DIRECTORIES``, empty: none) bounds where git looks for the
+    repository."""
 
-    def __init__(self, timeout_s: float = 60.0, git: str = "git") -> None:
+    def __init__(self, timeout_s: float = 60.0, git: str = "git", ceiling: str = "") -> None:
         self.timeout_s = timeout_s
         self.git = git
+        self.ceiling = {"GIT_CEILING_DIRECTORIES": ceiling} if ceiling else {}
 
     async def run(
         self, cwd: str, args: tuple[str, ...], env: Mapping[str, str] | None = None
@@ -85,9 +109,10 @@ class GitRunner:
         try:
             proc = await asyncio.create_subprocess_exec(
                 self.git,
+                *NO_FSMONITOR,
                 *args,
                 cwd=cwd,
-                env=clean_env({**GIT_ENV, **(env or {})}),
+                env=clean_env({**GIT_ENV, **self.ceiling, **(env or {})}),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -109,6 +134,66 @@ class GitRunner:
         return GitResult(
             args, proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A repository sidestep may act on: where it was found, and the scope that allowed it."""
+
+    where: Location
+    scope: Scope
+
+    @property
+    def repo(self) -> str:
+        """The work tree's top level: what sessions record and locks are keyed by."""
+        return self.where.top_level
+
+    def runner(self, timeout_s: float) -> GitRunner:
+        """A runner for this repository: git never looks above its top level."""
+        return GitRunner(timeout_s, ceiling=str(Path(self.repo).parent))
+
+
+async def where_is(runner: GitRunner, start: str, scope: Scope) -> Location | Refused:
+    """The repository of the work tree at ``start`` (symlinks resolved), or why none."""
+    if not await asyncio.to_thread(os.path.isdir, start):
+        return found(start, scope, Output(-1, ""))
+    located = await runner.run(start, WHERE)
+    place = found(start, scope, Output(located.code, located.out))
+    if isinstance(place, Refused):
+        return place
+    top, git_dir, common = await asyncio.to_thread(
+        lambda: [os.path.realpath(p) for p in (place.top_level, place.git_dir, place.common_dir)]
+    )
+    return Location(top, git_dir, common)
+
+
+async def locate(timeout_s: float, start: str, scope: Scope) -> Place | Refused:
+    """Where the repository of the work tree at ``start`` is, if ``scope`` allows it; git
+    never looks above ``policies.gitrepo.ceiling``."""
+    runner = GitRunner(timeout_s, ceiling=ceiling(start, scope))
+    where = await where_is(runner, start, scope)
+    if isinstance(where, Refused):
+        return where
+    return confine(where, scope) or Place(where, scope)
+
+
+async def recheck(runner: GitRunner, place: Place) -> Refused | None:
+    """Why ``place`` is no longer the repository that was checked (asked right before a
+    plan runs), or None."""
+    now = await where_is(runner, place.repo, place.scope)
+    if isinstance(now, Refused):
+        return now
+    return unchanged(place.where, now, place.scope)
+
+
+async def relocate(timeout_s: float, repo: str, scope: Scope) -> Place | Refused:
+    """The recorded top level ``repo`` (a session's, a decision's) located again: refused
+    unless it is still that repository and ``scope`` allows it."""
+    runner = GitRunner(timeout_s, ceiling=ceiling(repo, scope))
+    now = await where_is(runner, repo, scope)
+    if isinstance(now, Refused):
+        return now
+    return same_repo(repo, now, scope) or Place(now, scope)
 
 
 async def inspect(runner: GitRunner, repo: str) -> RepoState:

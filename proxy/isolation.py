@@ -1,14 +1,18 @@
 """What happens in git when a session switches targets.
 
 ``Isolator.on_switch`` is the background job for one switch: find the work tree (the
-request's ``x-sidestep-workdir`` inside ``git.allowed_roots``, else ``git.repo``), then,
-under the repository's lock, probe it and refuse on anything unsafe
-(``policies.gitrepo.guard``), run ``git.tests.command``, open a decision when the tests
-failed and ``block_on_fail`` is set, else plan and run the isolation
-(``policies.gitplan.plan_isolation``); last, the ``hooks.on_failover`` commands. Each path
+request's ``x-sidestep-workdir`` inside ``git.allowed_roots``, else ``git.repo``) and the
+repository it really belongs to (``proxy.gitops.locate``: for the header, its top level, git
+dir and common dir must lie inside one allowed root), then, under that repository's lock,
+probe it and refuse on anything unsafe (``policies.gitrepo.guard``), run
+``git.tests.command``, open a decision when the tests failed and ``block_on_fail`` is set,
+else plan and run the isolation (``policies.gitplan.plan_isolation``), checking right
+before the plan runs that the repository is still the one that was located
+(``proxy.gitops.recheck``); last, the ``hooks.on_failover`` commands. Each path
 ends in one event (``GitIsolated``, ``GitRefused`` or ``DecisionOpened``) and the switch's
 history entry updated to match. ``isolate`` is the same git work without the tests, for a
-decision answered "isolate" (``proxy.git_actions``).
+decision answered "isolate" (``proxy.git_actions``); ``place_of`` locates a session's
+recorded repository again for those operator actions, under the same rules.
 """
 
 from __future__ import annotations
@@ -21,14 +25,24 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from policies.gitplan import Isolated, Isolation, Mode, Verdict, commit_message, plan_isolation
-from policies.gitrepo import Refusal, Refused, RepoState, within
+from policies.gitrepo import TRUSTED, Refusal, Refused, RepoState, Scope, within
 from policies.sessions import Decision, Outcome, Switch, moved, with_entry
 from policies.sessions import entry as find_entry
 from proxy.config import Config
 from proxy.config.git import Git
 from proxy.events import DecisionOpened, GitIsolated, GitRefused
 from proxy.gateway import Gateway
-from proxy.gitops import GitRunner, GitWorker, PlanResult, execute, inspect
+from proxy.gitops import (
+    GitRunner,
+    GitWorker,
+    Place,
+    PlanResult,
+    execute,
+    inspect,
+    locate,
+    recheck,
+    relocate,
+)
 from proxy.hooks import SwitchInfo, clean_env, run_command, run_failover_hooks
 from proxy.inbound import WORKDIR_HEADER
 
@@ -42,26 +56,48 @@ def config_dir(config: Config) -> str:
     return os.path.dirname(os.path.abspath(config.source)) if config.source else os.getcwd()
 
 
-def resolve_work_tree(config: Config, workdir: str | None) -> str | Refused:
-    """The work tree for a switch, symlinks and ``..`` resolved before the containment
-    check (blocking: run it in a thread)."""
-    git = config.git
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where to look for a switch's repository, and the scope it must lie in."""
+
+    path: str
+    scope: Scope
+
+
+def roots_scope(config: Config) -> Scope:
+    """``git.allowed_roots``, resolved beside the config file (blocking: symlinks)."""
+    base = config_dir(config)
+    return Scope(
+        roots=tuple(os.path.realpath(os.path.join(base, r)) for r in config.git.allowed_roots)
+    )
+
+
+def configured_repo(config: Config) -> str | None:
+    """``git.repo`` resolved beside the config file (blocking: symlinks)."""
+    repo = config.git.repo
+    return None if repo is None else os.path.realpath(os.path.join(config_dir(config), repo))
+
+
+def resolve_work_tree(config: Config, workdir: str | None) -> Start | Refused:
+    """Where a switch's work tree is: ``x-sidestep-workdir`` (symlinks and ``..`` resolved)
+    if inside ``git.allowed_roots``, else the trusted ``git.repo`` (blocking: run it in a
+    thread). Which repository it belongs to is ``proxy.gitops.locate``'s question."""
     if workdir:
-        if not git.allowed_roots:
+        scope = roots_scope(config)
+        if not scope.roots:
             why = f"{WORKDIR_HEADER} is not honoured: git.allowed_roots is empty"
             return Refused(Refusal.WORKDIR_NOT_ALLOWED, why)
         if not os.path.isabs(workdir):
             return Refused(Refusal.WORKDIR_NOT_ALLOWED, f"{WORKDIR_HEADER} must be absolute")
         resolved = os.path.realpath(workdir)
-        base = config_dir(config)
-        roots = [os.path.realpath(os.path.join(base, r)) for r in git.allowed_roots]
-        if not any(within(resolved, root) for root in roots):
+        if not any(within(resolved, root) for root in scope.roots):
             why = f"{WORKDIR_HEADER} {workdir!r} is {resolved}, outside git.allowed_roots"
             return Refused(Refusal.WORKDIR_NOT_ALLOWED, why)
-        return resolved
-    if git.repo is None:
+        return Start(resolved, scope)
+    repo = configured_repo(config)
+    if repo is None:
         return Refused(Refusal.NO_WORK_TREE, "git.repo is not set and no x-sidestep-workdir")
-    return os.path.realpath(os.path.join(config_dir(config), git.repo))
+    return Start(repo, TRUSTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +129,10 @@ class Isolator:
             self.store.put(with_entry(session, replace(current, **changes)))
             self.changed()
 
-    def _refuse(
+    def refuse(
         self, sw: Switch, repo: str | None, why: Refused, verdict: Verdict, branch: str | None
     ) -> Done:
+        """Record and announce that ``sw``'s git work was refused (or failed): ``why``."""
         failed = why.reason is Refusal.GIT_FAILED
         done = Done(Outcome.FAILED if failed else Outcome.REFUSED, branch, None, None)
         done = replace(done, refusal=why.reason.value, detail=why.detail)
@@ -133,14 +170,7 @@ class Isolator:
         done: Done | None = None
         try:
             if config.git.enabled:
-                found = await asyncio.to_thread(resolve_work_tree, config, workdir)
-                if isinstance(found, Refused):
-                    done = self._refuse(sw, None, found, Verdict.NOT_RUN, None)
-                else:
-                    repo = found
-                    done = await self.worker.exclusive(
-                        found, lambda: self._switch_locked(sw, found, config.git)
-                    )
+                repo, done = await self._git_switch(sw, workdir)
             else:
                 self.update_entry(sw.session, sw.request_id, outcome=Outcome.RECORDED)
             if config.hooks.on_failover:
@@ -156,6 +186,32 @@ class Isolator:
             self._interrupted(sw)
             raise
 
+    async def _git_switch(self, sw: Switch, workdir: str | None) -> tuple[str | None, Done]:
+        """Locate the switch's repository, then do its git work under the repository's
+        lock; the repository (its top level, or the path refused) and how it ended."""
+        git = self.gw.config.git
+        start = await asyncio.to_thread(resolve_work_tree, self.gw.config, workdir)
+        if isinstance(start, Refused):
+            return None, self.refuse(sw, None, start, Verdict.NOT_RUN, None)
+        place = await locate(git.timeout_s, start.path, start.scope)
+        if isinstance(place, Refused):
+            return start.path, self.refuse(sw, start.path, place, Verdict.NOT_RUN, None)
+        done = await self.worker.exclusive(place.repo, lambda: self._switch_locked(sw, place, git))
+        return place.repo, done
+
+    async def place_of(self, repo: str) -> Place | Refused:
+        """Where a recorded repository (a session's, a decision's) is now, accepted as a new
+        switch's would be: the repository of ``git.repo``, or one inside
+        ``git.allowed_roots``; refused if it is not the recorded repository any more."""
+        config = self.gw.config
+        named = await asyncio.to_thread(configured_repo, config)
+        if named is not None:
+            trusted = await locate(config.git.timeout_s, named, TRUSTED)
+            if isinstance(trusted, Place) and trusted.repo == repo:
+                return trusted
+        scope = await asyncio.to_thread(roots_scope, config)
+        return await relocate(config.git.timeout_s, repo, scope)
+
     def _interrupted(self, sw: Switch) -> None:
         session = self.store.get(sw.session)
         current = find_entry(session, sw.request_id) if session else None
@@ -163,12 +219,13 @@ class Isolator:
             detail = "the server stopped before this switch's work was done"
             self.update_entry(sw.session, sw.request_id, outcome=Outcome.INTERRUPTED, detail=detail)
 
-    async def _switch_locked(self, sw: Switch, repo: str, git: Git) -> Done:
-        runner = GitRunner(git.timeout_s)
+    async def _switch_locked(self, sw: Switch, place: Place, git: Git) -> Done:
+        runner = place.runner(git.timeout_s)
+        repo = place.repo
         state = await inspect(runner, repo)
         planned = self._plan(sw, repo, state, git)
         if isinstance(planned, Refused) or not git.tests.command:
-            return await self._run(sw, repo, runner, state, planned, Verdict.NOT_RUN)
+            return await self._run(sw, place, runner, state, planned, Verdict.NOT_RUN)
         tests = await run_command(
             git.tests.command, cwd=repo, env=clean_env(), timeout_s=git.tests.timeout_s
         )
@@ -177,16 +234,16 @@ class Isolator:
         )
         if verdict.blocks and git.tests.block_on_fail:
             return self._open_decision(sw, repo, planned, verdict, tests.output)
-        return await self.isolate(sw, repo, git, verdict, runner)  # look again: tests took time
+        return await self.isolate(sw, place, git, verdict, runner)  # look again: tests took time
 
     async def isolate(
-        self, sw: Switch, repo: str, git: Git, verdict: Verdict, runner: GitRunner | None = None
+        self, sw: Switch, place: Place, git: Git, verdict: Verdict, runner: GitRunner | None = None
     ) -> Done:
         """Probe, plan and run the isolation now (the caller holds the repo's lock)."""
-        runner = runner or GitRunner(git.timeout_s)
-        state = await inspect(runner, repo)
-        planned = self._plan(sw, repo, state, git)
-        return await self._run(sw, repo, runner, state, planned, verdict)
+        runner = runner or place.runner(git.timeout_s)
+        state = await inspect(runner, place.repo)
+        planned = self._plan(sw, place.repo, state, git)
+        return await self._run(sw, place, runner, state, planned, verdict)
 
     def _plan(self, sw: Switch, repo: str, state: RepoState, git: Git) -> Isolated | Refused:
         session = self.store.get(sw.session)
@@ -200,19 +257,23 @@ class Isolator:
     async def _run(
         self,
         sw: Switch,
-        repo: str,
+        place: Place,
         runner: GitRunner,
         state: RepoState,
         planned: Isolated | Refused,
         verdict: Verdict,
     ) -> Done:
+        repo = place.repo
         if isinstance(planned, Refused):
-            return self._refuse(sw, repo, planned, verdict, state.head_branch)
+            return self.refuse(sw, repo, planned, verdict, state.head_branch)
+        swapped = await recheck(runner, place)
+        if swapped is not None:
+            return self.refuse(sw, repo, swapped, verdict, state.head_branch)
         plan = planned.plan
         result = await self.worker.finish(execute(runner, repo, plan, state))
         if not result.ok:
             why = Refused(Refusal.GIT_FAILED, result.error)
-            return self._refuse(sw, repo, why, verdict, plan.branch_from)
+            return self.refuse(sw, repo, why, verdict, plan.branch_from)
         session = self.store.get(sw.session)
         if session is not None:
             self.store.put(moved(session, repo, planned.mode.value, planned.lineage))

@@ -54,6 +54,19 @@ class Git(Section):
             raise PydanticCustomError("commit_message", "must not be empty")
         return value
 
+    @field_validator("allowed_roots")
+    @classmethod
+    def _plain_roots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # a root's parent becomes GIT_CEILING_DIRECTORIES, a ':'-separated list
+        for root in value:
+            if ":" in root or not root.strip():
+                raise PydanticCustomError(
+                    "allowed_roots",
+                    "{root!r}: a root must be a non-empty path without ':'",
+                    {"root": root},
+                )
+        return value
+
     @model_validator(mode="after")
     def _has_work_tree(self) -> Git:
         if self.enabled and self.repo is None and not self.allowed_roots:
