@@ -42,11 +42,11 @@ class Problem(Enum):
     """How a 2xx broke its endpoint's promise (values appear in error messages)."""
 
     NOT_EVENT_STREAM = "not an event stream"
-    UNEXPECTED_EVENT_STREAM = "an event stream to a request that did not ask for one"
-    NOT_JSON = "a body that is not JSON"
-    NOT_AN_OBJECT = "JSON that is not an object"
+    UNEXPECTED_EVENT_STREAM = "an event stream, which the request did not ask for"
+    NOT_JSON = "not JSON"
+    NOT_AN_OBJECT = "JSON but not an object"
     ERROR_OBJECT = "an error object"
-    MISSING_LIST = "no list of results"
+    MISSING_LIST = "a JSON object without its list of results"
 
 
 class AnswerForm(Enum):
@@ -71,7 +71,7 @@ def _is_event_stream(content_type: str) -> bool:
     return content_type.lower().lstrip().startswith("text/event-stream")
 
 
-def answer_form(content_type: str, *, stream_expected: bool) -> tuple[AnswerForm, Problem | None]:
+def answer_form(content_type: str, stream_expected: bool) -> tuple[AnswerForm, Problem | None]:
     """Decide from the ``Content-Type`` alone; the problem is set when the form is BROKEN."""
     event_stream = _is_event_stream(content_type)
     if stream_expected:

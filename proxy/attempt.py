@@ -110,15 +110,10 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
         async with gw.require_upstream().open(upstream_request(run, view, model, leg)) as resp:
             ttfb_s = gw.clock.monotonic() - started
             if not 200 <= resp.status < 300:
-                outcome = await _refusal(resp)
-                return Failed(lease, outcome, gw.clock.monotonic() - started)
-            hints = rate_limit_headers(resp.headers)
-            if hints:
-                gw.fleet.observe_headers(lease, hints, gw.clock.wall(), gw.clock.monotonic())
-            form, problem = answer_form(
-                resp.headers.get("Content-Type", ""),
-                stream_expected=run.creq.stream or leg.continuation,
-            )
+                return Failed(lease, await _refusal(resp), gw.clock.monotonic() - started)
+            _observe_hints(run, lease, resp)
+            stream_expected = run.creq.stream or leg.continuation
+            form, problem = answer_form(resp.headers.get("Content-Type", ""), stream_expected)
             if form is AnswerForm.EVENT_STREAM:
                 gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
                 settled = True
@@ -126,8 +121,8 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
                 return Served(await leg.on_stream(run, lease, resp))
             body, check = await _judge(run, resp, problem)
             if check.problem is not None:
-                outcome = _broken_promise(resp, body, check.problem)
-                return Failed(lease, outcome, gw.clock.monotonic() - started)
+                failure = _broken_promise(resp, body, check.problem)
+                return Failed(lease, failure, gw.clock.monotonic() - started)
             gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
             settled = True
             run.note_attempt(lease, "ok", resp.status, gw.clock.monotonic() - started)
@@ -135,7 +130,7 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
     except UpstreamFailure as exc:
         if settled:
             raise
-        outcome = UpstreamOutcome(stage=exc.stage, timed_out=exc.timed_out)
+        outcome = UpstreamOutcome(stage=exc.stage, timed_out=exc.timed_out, detail=exc.detail)
         return Failed(lease, outcome, gw.clock.monotonic() - started)
     except BaseException:
         if not settled:  # the client left (cancellation) or we failed: no verdict on the lane
@@ -145,6 +140,14 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
     finally:
         gw.fleet.release(lease)
         gw.admission.capacity_changed()
+
+
+def _observe_hints(run: Run, lease: Lease, resp: UpstreamResponse) -> None:
+    """Feed a 2xx's rate-limit headers (usually none) to the lane's budget."""
+    hints = rate_limit_headers(resp.headers)
+    if hints:
+        clock = run.gw.clock
+        run.gw.fleet.observe_headers(lease, hints, clock.wall(), clock.monotonic())
 
 
 _RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
@@ -222,7 +225,7 @@ def _broken_promise(resp: UpstreamResponse, body: bytes, problem: Problem) -> Up
         status=resp.status,
         body=body[:ERROR_BODY_LIMIT] if problem is Problem.ERROR_OBJECT else b"",
         headers=_lower(resp.headers),
-        detail=f"a {resp.status} with {problem.value} ({content_type})",
+        detail=f"a {resp.status} that is {problem.value} ({content_type})",
     )
 
 

@@ -33,7 +33,7 @@ def test_answer_form(
     content_type: str, stream: bool, expected: tuple[AnswerForm, Problem | None]
 ) -> None:
     """A streaming request needs an event stream; a plain one must not get one."""
-    assert answer_form(content_type, stream_expected=stream) == expected
+    assert answer_form(content_type, stream) == expected
 
 
 @pytest.mark.parametrize(
