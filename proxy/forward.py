@@ -245,7 +245,9 @@ def _describe(run: Run, last: tuple[Failed, FailurePlan]) -> str:
     )
     detail = f"{failed.lease.runtime.config.id} answered {status} ({plan.error_class.value})"
     if failed.outcome.detail:
-        detail += ": " + scrub(failed.outcome.detail.encode(), run.gw.secrets).decode()
+        detail += ": " + scrub(failed.outcome.detail.encode(), run.gw.secrets).decode(
+            errors="replace"
+        )
     # scrub before cutting: a secret cut in half no longer matches and would leak its half
     snippet = scrub(failed.outcome.body, run.gw.secrets)[:300].decode("utf-8", "replace").strip()
     if snippet:
