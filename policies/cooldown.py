@@ -11,7 +11,8 @@ Base durations before jitter::
                               if both), else the earlier reported reset, else rate_limited_s
     QUOTA_EXHAUSTED           max(that same hint, quota_exhausted_s)
     OVERLOADED                that same hint, else overloaded_s
-    TRANSIENT_SERVER_FAILURE  hint, else server_error_s (a 503 may say when to come back)
+    TRANSIENT_SERVER_FAILURE  hint, else server_error_s (a 503 may say when to come back);
+    CONNECTION_RESET, BAD_RESPONSE, REDIRECTED alike
     any other class           0 (no cooldown)
 
 The result is ``base · (1 + uniform(jitter_low, jitter_high))``.
@@ -65,6 +66,16 @@ def hinted_wait_s(hints: RateLimitHints) -> float | None:
     return min(present) if present else None
 
 
+_SERVER_FAILURES = frozenset(
+    {
+        ErrorClass.TRANSIENT_SERVER_FAILURE,
+        ErrorClass.CONNECTION_RESET,
+        ErrorClass.BAD_RESPONSE,
+        ErrorClass.REDIRECTED,
+    }
+)
+
+
 def _base_s(error_class: ErrorClass, hint: float | None, settings: CooldownSettings) -> float:
     """Un-jittered cooldown for one class (see the module table)."""
     if error_class is ErrorClass.RATE_LIMITED:
@@ -73,7 +84,7 @@ def _base_s(error_class: ErrorClass, hint: float | None, settings: CooldownSetti
         return max(hint or 0.0, settings.quota_exhausted_s)
     if error_class is ErrorClass.OVERLOADED:
         return settings.overloaded_s if hint is None else hint
-    if error_class is ErrorClass.TRANSIENT_SERVER_FAILURE:
+    if error_class in _SERVER_FAILURES:
         return settings.server_error_s if hint is None else hint
     return 0.0
 

@@ -5,12 +5,18 @@ gets back a ``FailurePlan`` and carries it out without deciding anything itself:
 
     classify → action_for → cooldown (from headers, class defaults, jitter) → next_step
 
-Cooldowns for OVERLOADED and TRANSIENT_SERVER_FAILURE without an upstream hint are applied
-only when the lane is left (its same-target retries are spent): a single 500 is retried,
-not punished. A hinted wait (Retry-After, rate-limit reset) always cools the lane, so it is
-never contacted before the upstream said it may be. ``scope`` says which state the failure
-belongs to: a refused connection is the whole target's, an auth failure the key's, anything
-else the (target, key, model) lane's.
+Cooldowns for OVERLOADED, TRANSIENT_SERVER_FAILURE, CONNECTION_RESET and BAD_RESPONSE
+without an upstream hint are applied only when the lane is left (its same-target retries are
+spent): a single 500 is retried, not punished. A hinted wait (Retry-After, rate-limit reset)
+always cools the lane, so it is never contacted before the upstream said it may be.
+
+``scope`` says which state the failure belongs to, and so which other requests it can keep
+out. Only what is about the host is the whole target's: a connection that could not be set
+up (refused, DNS, TLS, connect timeout) and a redirect (it answers for the base URL). An
+auth, permission or quota failure is the key's. Everything else — a 5xx, a 429 (its
+``remaining: 0`` headers, when present, exhaust the key through ``exhausted_s``), a reset
+after the request was sent, a stall, a bad 2xx — is the (target, key, model) lane's: model
+A's trouble never keeps a request for model B away from the same target.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from policies.taxonomy import Action, ErrorClass, Stage, UpstreamOutcome, action
 
 __all__ = ["FailurePlan", "Scope", "plan_failure"]
 
-_RETRY_BEFORE_COOLING = frozenset({ErrorClass.OVERLOADED, ErrorClass.TRANSIENT_SERVER_FAILURE})
+_RETRY_BEFORE_COOLING = frozenset(
+    {
+        ErrorClass.OVERLOADED,
+        ErrorClass.TRANSIENT_SERVER_FAILURE,
+        ErrorClass.CONNECTION_RESET,
+        ErrorClass.BAD_RESPONSE,
+    }
+)
 
 
 class Scope(Enum):
@@ -92,7 +105,7 @@ def plan_failure(
 
 
 def _scope(stage: Stage, error_class: ErrorClass) -> Scope:
-    if stage is Stage.CONNECT:
+    if stage is Stage.CONNECT or error_class is ErrorClass.REDIRECTED:
         return Scope.TARGET
     if error_class in (
         ErrorClass.AUTH_FAILURE,

@@ -27,10 +27,14 @@ Gemini ``[{"error":{code,message,status}}]``, ``{"detail"|"message": …}`` or p
                                  "too many tokens", "reduce the length")
     400 + content-filter wording CONTENT_FILTERED
     400 409 413 422              INVALID_REQUEST
+    2xx                          BAD_RESPONSE: a success status reaches ``classify`` only when
+                                 its body broke the endpoint's promise (``policies.answers``)
+    3xx                          REDIRECTED: never followed, the target's credentials and the
+                                 prompt would go to whatever host the upstream names
     anything else                UNKNOWN
 
-``Stage.CONNECT`` and ``Stage.FIRST_BYTE`` are TRANSIENT_SERVER_FAILURE and ``Stage.STREAM``
-is INTERRUPTED_STREAM whatever the status.
+``Stage.CONNECT`` and ``Stage.FIRST_BYTE`` are TRANSIENT_SERVER_FAILURE, ``Stage.RESET`` is
+CONNECTION_RESET and ``Stage.STREAM`` is INTERRUPTED_STREAM whatever the status.
 
 Action table (``B`` = breaker effect; F = FAILURE, N = NEUTRAL)::
 
@@ -39,6 +43,9 @@ Action table (``B`` = breaker effect; F = FAILURE, N = NEUTRAL)::
     QUOTA_EXHAUSTED             -       x     N     x       -      -       -
     OVERLOADED                  x       x     F     x       -      -       -
     TRANSIENT_SERVER_FAILURE    x       x     F     x       -      -       -
+    CONNECTION_RESET            x       x     F     x       -      -       -
+    BAD_RESPONSE                x       x     F     x       -      -       -
+    REDIRECTED                  -       x     F     x       -      -       x
     INTERRUPTED_STREAM          x       x     F     -       -      -       -
     AUTH_FAILURE                -       x     N     -       -      x       x
     PERMISSION_FAILURE          -       x     N     -       -      x       -
@@ -56,7 +63,11 @@ a moment later only delays the failover).
 ``cooldown`` means "put the lane in cooldown for ``cooldown.cooldown_s``": for RATE_LIMITED
 the shell may still wait it out on the preferred lane when it is ≤ ``max_retry_wait_s``
 (see ``retry.next_step``); for TRANSIENT_SERVER_FAILURE the shell applies it only once the
-same-target retries are exhausted.
+same-target retries are exhausted; the same holds for CONNECTION_RESET (a connection that
+broke after the request was written: one model's request can cause it, and a pooled
+connection the server just closed is the classic case where asking again works) and
+BAD_RESPONSE (a 2xx whose body is not what the endpoint promises, treated like a 5xx).
+REDIRECTED is the whole target's: a redirect answers for the base URL, not for one model.
 """
 
 from __future__ import annotations
@@ -86,7 +97,8 @@ class Stage(Enum):
 
     CONNECT = "connect"  # no TCP/TLS connection
     FIRST_BYTE = "first_byte"  # connected, nothing arrived before the first-byte timeout
-    STATUS = "status"  # an HTTP error status arrived
+    RESET = "reset"  # connected and sent, the connection broke before the response headers
+    STATUS = "status"  # an HTTP error status (or a 2xx breaking its promise) arrived
     STREAM = "stream"  # failed after the first byte went to the client
 
 
@@ -95,6 +107,8 @@ class UpstreamOutcome:
     """One failed upstream attempt as the shell observed it.
 
     ``body`` is at most the first 64 KiB of the error body; ``headers`` have lower-case keys.
+    ``detail`` is the shell's own one-line account when the status alone says too little
+    (where a redirect pointed, what was wrong with a 2xx); it never holds upstream secrets.
     """
 
     stage: Stage
@@ -102,6 +116,7 @@ class UpstreamOutcome:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY_HEADERS)
     timed_out: bool = False
+    detail: str = ""
 
 
 class ErrorClass(Enum):
@@ -111,6 +126,9 @@ class ErrorClass(Enum):
     QUOTA_EXHAUSTED = "quota_exhausted"
     OVERLOADED = "overloaded"
     TRANSIENT_SERVER_FAILURE = "transient_server_failure"
+    CONNECTION_RESET = "connection_reset"
+    BAD_RESPONSE = "bad_response"
+    REDIRECTED = "redirected"
     INTERRUPTED_STREAM = "interrupted_stream"
     AUTH_FAILURE = "auth_failure"
     PERMISSION_FAILURE = "permission_failure"
@@ -274,15 +292,26 @@ def _classify_status(status: int, body: bytes) -> ErrorClass:
     return ErrorClass.UNKNOWN
 
 
+def _classify_non_error(status: int) -> ErrorClass | None:
+    """2xx and 3xx: a broken promise and a redirect; None for anything else."""
+    if 200 <= status < 300:
+        return ErrorClass.BAD_RESPONSE
+    if 300 <= status < 400:
+        return ErrorClass.REDIRECTED
+    return None
+
+
 def classify(outcome: UpstreamOutcome) -> ErrorClass:
     """Classify one failed attempt (see the module docstring). Never raises on any body."""
     if outcome.stage in (Stage.CONNECT, Stage.FIRST_BYTE):
         return ErrorClass.TRANSIENT_SERVER_FAILURE
+    if outcome.stage is Stage.RESET:
+        return ErrorClass.CONNECTION_RESET
     if outcome.stage is Stage.STREAM:
         return ErrorClass.INTERRUPTED_STREAM
     if outcome.status is None:
         return ErrorClass.UNKNOWN
-    return _classify_status(outcome.status, outcome.body)
+    return _classify_non_error(outcome.status) or _classify_status(outcome.status, outcome.body)
 
 
 # -- actions --------------------------------------------------------------------------------
@@ -297,6 +326,9 @@ _ACTIONS: Mapping[ErrorClass, Action] = MappingProxyType(
         ErrorClass.QUOTA_EXHAUSTED: Action(False, True, _N, True, False, False, False),
         ErrorClass.OVERLOADED: Action(True, True, _F, True, False, False, False),
         ErrorClass.TRANSIENT_SERVER_FAILURE: Action(True, True, _F, True, False, False, False),
+        ErrorClass.CONNECTION_RESET: Action(True, True, _F, True, False, False, False),
+        ErrorClass.BAD_RESPONSE: Action(True, True, _F, True, False, False, False),
+        ErrorClass.REDIRECTED: Action(False, True, _F, True, False, False, True),
         ErrorClass.INTERRUPTED_STREAM: Action(True, True, _F, False, False, False, False),
         ErrorClass.AUTH_FAILURE: Action(False, True, _N, False, False, True, True),
         ErrorClass.PERMISSION_FAILURE: Action(False, True, _N, False, False, True, False),

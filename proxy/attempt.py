@@ -4,16 +4,24 @@ report a failure for the forwarder to plan around.
 Nothing here decides where to go next. The lease taken from the fleet is settled exactly
 once — success at the first upstream byte, failure with the plan's breaker effect, or
 neutral when the client leaves first — and released in every case.
+
+Success is a 2xx that keeps its endpoint's promise (``policies.answers``): an event stream
+to a streaming request, a proper JSON document otherwise. Anything else is a failure handed
+to the forwarder with what was seen — an error status with the start of its body, a
+redirect with only the host it named (the redirect itself is never followed), a 2xx with
+what was wrong with it — so it is retried or failed over like any other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from policies.answers import AnswerForm, BodyCheck, Problem, answer_form, check_body
 from policies.routing import LaneView
 from policies.taxonomy import Stage, UpstreamOutcome
 from proxy.config import Target
@@ -40,6 +48,14 @@ class Failed:
     latency_s: float  # from sending the request to the failure
 
 
+@dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """A complete 2xx body that kept its promise, with its usage (parsed once, on checking)."""
+
+    body: bytes
+    usage: dict[str, Any] | None
+
+
 Skipped = None  # the breaker refused the lease after the decision (a race): choose again
 AttemptResult = Served | Failed | None
 
@@ -56,13 +72,9 @@ class Leg(Protocol):
         """Serve an SSE answer (success is already recorded)."""
 
     async def on_body(
-        self, run: Run, lease: Lease, resp: UpstreamResponse, body: bytes
+        self, run: Run, lease: Lease, resp: UpstreamResponse, answer: JsonAnswer
     ) -> web.StreamResponse:
         """Serve a complete (non-streamed) answer."""
-
-
-def is_event_stream(headers: Mapping[str, str]) -> bool:
-    return headers.get("Content-Type", "").lower().startswith("text/event-stream")
 
 
 def upstream_request(run: Run, view: LaneView, model: str, leg: Leg) -> UpstreamRequest:
@@ -97,27 +109,28 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
     try:
         async with gw.require_upstream().open(upstream_request(run, view, model, leg)) as resp:
             ttfb_s = gw.clock.monotonic() - started
-            if resp.status >= 400:
-                body = await resp.read()
-                outcome = _status_outcome(resp.status, resp.headers, body)
-                return Failed(lease, outcome, gw.clock.monotonic() - started)
-            hints = rate_limit_headers(resp.headers)
-            if hints:
-                gw.fleet.observe_headers(lease, hints, gw.clock.wall(), gw.clock.monotonic())
-            if is_event_stream(resp.headers):
+            if not 200 <= resp.status < 300:
+                return Failed(lease, await _refusal(resp), gw.clock.monotonic() - started)
+            _observe_hints(run, lease, resp)
+            stream_expected = run.creq.stream or leg.continuation
+            form, problem = answer_form(resp.headers.get("Content-Type", ""), stream_expected)
+            if form is AnswerForm.EVENT_STREAM:
                 gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
                 settled = True
                 run.note_attempt(lease, "ok", resp.status, ttfb_s)
                 return Served(await leg.on_stream(run, lease, resp))
-            body = await resp.read()
+            body, check = await _judge(run, resp, problem)
+            if check.problem is not None:
+                failure = _broken_promise(resp, body, check.problem)
+                return Failed(lease, failure, gw.clock.monotonic() - started)
             gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
             settled = True
             run.note_attempt(lease, "ok", resp.status, gw.clock.monotonic() - started)
-            return Served(await leg.on_body(run, lease, resp, body))
+            return Served(await leg.on_body(run, lease, resp, JsonAnswer(body, check.usage)))
     except UpstreamFailure as exc:
         if settled:
             raise
-        outcome = UpstreamOutcome(stage=exc.stage, timed_out=exc.timed_out)
+        outcome = UpstreamOutcome(stage=exc.stage, timed_out=exc.timed_out, detail=exc.detail)
         return Failed(lease, outcome, gw.clock.monotonic() - started)
     except BaseException:
         if not settled:  # the client left (cancellation) or we failed: no verdict on the lane
@@ -127,6 +140,14 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
     finally:
         gw.fleet.release(lease)
         gw.admission.capacity_changed()
+
+
+def _observe_hints(run: Run, lease: Lease, resp: UpstreamResponse) -> None:
+    """Feed a 2xx's rate-limit headers (usually none) to the lane's budget."""
+    hints = rate_limit_headers(resp.headers)
+    if hints:
+        clock = run.gw.clock
+        run.gw.fleet.observe_headers(lease, hints, clock.wall(), clock.monotonic())
 
 
 _RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
@@ -145,10 +166,67 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 
-def _status_outcome(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamOutcome:
+async def _read_prefix(resp: UpstreamResponse, limit: int = ERROR_BODY_LIMIT) -> bytes:
+    """At most about ``limit`` bytes of a body nobody will serve: an upstream's error page
+    may be endless, and leaving the ``open`` context unread drops the connection."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await resp.read_chunk()):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:limit]
+
+
+async def _refusal(resp: UpstreamResponse) -> UpstreamOutcome:
+    """A non-2xx answer as an outcome. A redirect keeps only the host it named: its body is
+    not read and its ``Location`` (whose query may carry a token) goes no further."""
+    if 300 <= resp.status < 400:
+        return UpstreamOutcome(
+            stage=Stage.STATUS,
+            status=resp.status,
+            detail=f"redirected to {_location_host(resp.headers)}; redirects are not followed",
+        )
+    body = await _read_prefix(resp)
     return UpstreamOutcome(
-        stage=Stage.STATUS, status=status, body=body[:ERROR_BODY_LIMIT], headers=_lower(headers)
+        stage=Stage.STATUS, status=resp.status, body=body, headers=_lower(resp.headers)
     )
 
 
-__all__ = ["AttemptResult", "Failed", "Leg", "Served", "attempt", "is_event_stream"]
+def _location_host(headers: Mapping[str, str]) -> str:
+    """The host a redirect pointed at, never its path or query; printable, bounded."""
+    location = headers.get("Location", "")
+    try:
+        host = urlsplit(location.strip()).hostname
+    except ValueError:
+        host = None
+    if not host:
+        return "the same host" if location else "nowhere (no Location)"
+    return "".join(ch for ch in host if ch.isprintable())[:100]
+
+
+async def _judge(
+    run: Run, resp: UpstreamResponse, problem: Problem | None
+) -> tuple[bytes, BodyCheck]:
+    """The body of a 2xx that is not an event stream, and whether it keeps the promise (a
+    broken form is only sampled, for the message)."""
+    if problem is not None:
+        return await _read_prefix(resp), BodyCheck(problem)
+    body = await resp.read()
+    return body, check_body(body, run.creq.endpoint.path)
+
+
+def _broken_promise(resp: UpstreamResponse, body: bytes, problem: Problem) -> UpstreamOutcome:
+    """A 2xx whose body is not what the endpoint promises (``policies.answers``). Only an
+    error object's text is kept for the client's message; HTML or binary is noise."""
+    label = resp.headers.get("Content-Type", "")
+    content_type = "".join(ch for ch in label if ch.isprintable())[:80] or "no Content-Type"
+    return UpstreamOutcome(
+        stage=Stage.STATUS,
+        status=resp.status,
+        body=body[:ERROR_BODY_LIMIT] if problem is Problem.ERROR_OBJECT else b"",
+        headers=_lower(resp.headers),
+        detail=f"a {resp.status} that is {problem.value} ({content_type})",
+    )
+
+
+__all__ = ["AttemptResult", "Failed", "JsonAnswer", "Leg", "Served", "attempt"]

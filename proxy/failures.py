@@ -2,11 +2,16 @@
 
 ::
 
-    UpstreamFailure        something went wrong talking to one upstream
-    ├── ConnectFailed      DNS, refused, reset or TLS failure, timeout (stage connect)
-    ├── FirstByteTimeout   connected, but no response headers in time (stage first_byte)
-    └── StreamCut          the body stopped early: reset, truncated  (stage stream)
-        └── IdleTimeout    no bytes for the idle timeout             (stage stream)
+    UpstreamFailure          something went wrong talking to one upstream
+    ├── ConnectFailed        no connection: DNS, refused, TLS handshake, connect timeout
+    │                        (stage connect; says something about the host)
+    ├── ResetBeforeHeaders   connected and the request was (being) written, then the
+    │                        connection broke before the response headers: reset, server
+    │                        disconnect, garbage instead of HTTP (stage reset; one model's
+    │                        request may trigger it, so it is not the whole target's)
+    ├── FirstByteTimeout     connected, but no response headers in time (stage first_byte)
+    └── StreamCut            the body stopped early: reset, truncated  (stage stream)
+        └── IdleTimeout      no bytes for the idle timeout             (stage stream)
 
 Every instance chains the foreign exception (``raise ... from exc``). ``stage`` maps onto
 ``policies.taxonomy.Stage`` so the policy core can classify it.
@@ -29,6 +34,10 @@ class UpstreamFailure(Exception):
 
 class ConnectFailed(UpstreamFailure):
     stage = Stage.CONNECT
+
+
+class ResetBeforeHeaders(UpstreamFailure):
+    stage = Stage.RESET
 
 
 class FirstByteTimeout(UpstreamFailure):

@@ -244,6 +244,10 @@ def _describe(run: Run, last: tuple[Failed, FailurePlan]) -> str:
         f"HTTP {failed.outcome.status}" if failed.outcome.status else failed.outcome.stage.value
     )
     detail = f"{failed.lease.runtime.config.id} answered {status} ({plan.error_class.value})"
+    if failed.outcome.detail:
+        detail += ": " + scrub(failed.outcome.detail.encode(), run.gw.secrets).decode(
+            errors="replace"
+        )
     # scrub before cutting: a secret cut in half no longer matches and would leak its half
     snippet = scrub(failed.outcome.body, run.gw.secrets)[:300].decode("utf-8", "replace").strip()
     if snippet:

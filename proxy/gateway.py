@@ -5,9 +5,11 @@ clock, event bus, admission. Handlers reach it through ``GATEWAY``; tests build 
 from __future__ import annotations
 
 import random
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -22,17 +24,49 @@ from proxy.upstream import Upstream
 
 
 def config_secrets(config: Config) -> tuple[bytes, ...]:
-    """Every secret in ``config`` as bytes, for scrubbing text that came from outside."""
+    """Every secret in ``config`` as bytes, for scrubbing text that came from outside: target
+    keys and header values, client keys, the admin token, webhook and callback URLs."""
     found: list[bytes] = []
     for target in config.targets:
         found.extend(k.get_secret_value().encode() for k in target.keys if k is not None)
+        for name, value in target.headers.items():
+            found.extend(s.encode() for s in header_secrets(name, value))
     found.extend(k.get_secret_value().encode() for k in config.auth.client_keys)
     if config.admin.token is not None:
         found.append(config.admin.token.get_secret_value().encode())
-    found.extend(hook.url.get_secret_value().encode() for hook in config.notifications.webhooks)
+    urls = [hook.url for hook in config.notifications.webhooks]
     if config.notifications.callback_url is not None:
-        found.append(config.notifications.callback_url.get_secret_value().encode())
+        urls.append(config.notifications.callback_url)
+    for url in urls:
+        found.extend(s.encode() for s in url_secrets(url.get_secret_value()))
     return tuple(s for s in found if s)
+
+
+def url_secrets(url: str) -> list[str]:
+    """A webhook URL, and its path and query on their own: that is where its token lives,
+    and it may be quoted without the host."""
+    parts = urlsplit(url)
+    tail = parts.path + (f"?{parts.query}" if parts.query else "")
+    return [url, tail] if len(tail) >= _OTHER_MIN else [url]
+
+
+# A header whose name says it carries a credential is scrubbed from 4 characters on; any
+# other header value (``HTTP-Referer``, ``anthropic-version``) from 8, so a short value
+# such as ``1`` or ``true`` is not cut out of every error message.
+_CREDENTIAL_NAME = re.compile(r"key|token|secret|auth|passw|cookie|session|signature", re.I)
+_CREDENTIAL_MIN = 4
+_OTHER_MIN = 8
+_SCHEME = re.compile(r"(?:bearer|basic|token|digest|apikey)\s+(\S+)", re.I)
+
+
+def header_secrets(name: str, value: str) -> list[str]:
+    """The secrets one configured upstream header holds: its value, and the credential
+    after an auth scheme (``Bearer X`` echoed as just ``X``)."""
+    floor = _CREDENTIAL_MIN if _CREDENTIAL_NAME.search(name) else _OTHER_MIN
+    found = [value.strip()]
+    if scheme := _SCHEME.fullmatch(value.strip()):
+        found.append(scheme.group(1))
+    return [s for s in found if len(s) >= floor]
 
 
 @dataclass(slots=True)

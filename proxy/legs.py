@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
+from proxy.attempt import JsonAnswer
 from proxy.config import Target
 from proxy.fleet import Lease
 from proxy.headers import client_headers
@@ -26,24 +26,13 @@ class InitialLeg:
         return await serve_stream(run, lease, resp)
 
     async def on_body(
-        self, run: Run, lease: Lease, resp: UpstreamResponse, body: bytes
+        self, run: Run, lease: Lease, resp: UpstreamResponse, answer: JsonAnswer
     ) -> web.StreamResponse:
-        run.record.usage = _usage_of(body)
+        run.record.usage = answer.usage
         run.account_usage(lease)
         run.record.outcome = "ok"
-        out = web.Response(status=resp.status, body=body)
+        out = web.Response(status=resp.status, body=answer.body)
         for name, value in client_headers(resp.headers.items(), run.gw.secrets):
             out.headers.add(name, value)
         out.headers.update(run.sidestep_headers(lease))
         return out
-
-
-def _usage_of(body: bytes) -> dict[str, object] | None:
-    if b'"usage"' not in body:
-        return None
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    usage = doc.get("usage") if isinstance(doc, dict) else None
-    return usage if isinstance(usage, dict) else None

@@ -30,6 +30,7 @@ from policies.stitch import (
     continuation_request,
     merge_usage,
 )
+from proxy.attempt import JsonAnswer
 from proxy.config import Target
 from proxy.events import StreamResumed
 from proxy.fleet import Lease
@@ -204,7 +205,7 @@ class ContinuationLeg:
         return stitch.out
 
     async def on_body(
-        self, run: Run, lease: Lease, resp: UpstreamResponse, body: bytes
+        self, run: Run, lease: Lease, resp: UpstreamResponse, answer: JsonAnswer
     ) -> web.StreamResponse:
         self.result = SegmentResult(
             Ending.NO_DONE, 0, False

@@ -1,8 +1,13 @@
 """The one seam to the network: ``Upstream.open(request)`` over a shared aiohttp session.
 
 Foreign exceptions (aiohttp, asyncio timeouts, OS errors) are translated here, and only here,
-into ``proxy.failures`` types. Leaving the ``open`` context closes an unfinished upstream
-response, so a departed client or a failover stops the upstream generation at once.
+into ``proxy.failures`` types: a failure to set the connection up (DNS, refused, TLS, connect
+timeout) is ``ConnectFailed``; a connection that broke after the request went out and before
+the response headers is ``ResetBeforeHeaders``. Redirects are never followed (a 3xx is handed
+back like any other status): following one would send the target's configured credentials
+and the prompt to whatever host the upstream names. Leaving the ``open`` context closes an
+unfinished upstream response, so a departed client or a failover stops the upstream
+generation at once.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from typing import Protocol
 
 import aiohttp
 
-from proxy.failures import ConnectFailed, FirstByteTimeout, IdleTimeout, StreamCut
+from proxy.failures import (
+    ConnectFailed,
+    FirstByteTimeout,
+    IdleTimeout,
+    ResetBeforeHeaders,
+    StreamCut,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +117,11 @@ class AiohttpUpstream:
         )
         target = request.target_id
         post = self._session.post(
-            request.url, data=request.body, headers=request.headers, timeout=timeout
+            request.url,
+            data=request.body,
+            headers=request.headers,
+            timeout=timeout,
+            allow_redirects=False,
         )
         try:
             if request.first_byte_timeout_s is None:
@@ -119,8 +134,20 @@ class AiohttpUpstream:
             raise FirstByteTimeout(
                 target, "no response headers within the first-byte timeout"
             ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except _SETUP_FAILURES as exc:
             raise ConnectFailed(target, f"connect failed: {type(exc).__name__}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ResetBeforeHeaders(
+                target, f"connection lost before the response headers: {type(exc).__name__}"
+            ) from exc
+
+
+# Failures while setting the connection up (DNS, refused, TLS handshake, proxy): aiohttp
+# raises them, all ClientConnectorError subclasses, from the connector before a byte of the
+# request is written. Anything else before the headers (ServerDisconnectedError, a
+# ClientOSError reset, a malformed response) happened on a live connection, after the
+# request went out.
+_SETUP_FAILURES = aiohttp.ClientConnectorError
 
 
 def make_session(*, limit_per_host: int = 0) -> aiohttp.ClientSession:

@@ -252,7 +252,13 @@ CASES = [
     ("status none", UpstreamOutcome(Stage.STATUS), E.UNKNOWN),
     ("418", status(418), E.UNKNOWN),
     ("501", status(501), E.UNKNOWN),
-    ("301", status(301), E.UNKNOWN),
+    ("301", status(301), E.REDIRECTED),
+    ("302", status(302), E.REDIRECTED),
+    ("307", status(307), E.REDIRECTED),
+    ("308", status(308), E.REDIRECTED),
+    ("200 broken promise", status(200, b"<html>"), E.BAD_RESPONSE),
+    ("204 broken promise", status(204), E.BAD_RESPONSE),
+    ("reset before headers", UpstreamOutcome(Stage.RESET), E.CONNECTION_RESET),
 ]
 
 
@@ -343,6 +349,9 @@ ACTION_CASES = [
     (E.MODEL_UNAVAILABLE, Action(False, True, N, False, False, False, False)),
     (E.CONTEXT_TOO_LONG, Action(False, True, N, False, False, False, False)),
     (E.INTERRUPTED_STREAM, Action(True, True, F, False, False, False, False)),
+    (E.CONNECTION_RESET, Action(True, True, F, True, False, False, False)),
+    (E.BAD_RESPONSE, Action(True, True, F, True, False, False, False)),
+    (E.REDIRECTED, Action(False, True, F, True, False, False, True)),
     (E.UNKNOWN, Action(False, False, F, False, True, False, False)),
 ]
 
@@ -384,3 +393,11 @@ def test_classify_then_act_on_invalid_request_returns_to_client() -> None:
     assert not action.failover
     assert not action.retry_same
     assert action.breaker is N
+
+
+def test_reset_after_sending_is_retried_on_the_same_target() -> None:
+    """A connection lost after the request went out is retried there, not blamed on the host."""
+    action = action_for(classify(UpstreamOutcome(Stage.RESET)), Stage.RESET)
+    assert action.retry_same
+    assert action.failover
+    assert not action.whole_target

@@ -523,7 +523,7 @@ async def test_upstream_connection_listed_headers_stop_at_sidestep(
     """A response header the upstream names in Connection does not reach the client."""
     up = await upstream("a")
     hop = {"Connection": "keep-alive, X-Up-Hop", "X-Up-Hop": "1", "X-Request-Id": "up-42"}
-    up.queue(Reply(body={"id": "x", "object": "chat.completion"}, headers=hop))
+    up.queue(Reply(body={"id": "x", "object": "chat.completion", "choices": []}, headers=hop))
     gw = await gateway([target(up)])
     status, headers, _ = await post(gw.base_url + "/chat/completions", {"model": "m"})
     assert status == 200

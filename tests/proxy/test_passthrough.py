@@ -137,7 +137,12 @@ async def test_a_key_echoed_in_upstream_headers_never_reaches_the_client(
 ) -> None:
     """An upstream header that echoes the target's key is scrubbed on a successful answer."""
     up = await upstream("a")
-    up.queue(Reply(body={"ok": True}, headers={"x-debug": "auth=sk-a-upstream-key-0001"}))
+    up.queue(
+        Reply(
+            body={"object": "chat.completion", "choices": []},
+            headers={"x-debug": "auth=sk-a-upstream-key-0001"},
+        )
+    )
     gw = await gateway([target(up)])
     async with (
         aiohttp.ClientSession() as http,

@@ -1,19 +1,23 @@
-"""The secrets sweep: no target key, client key, admin token or webhook token escapes.
+r"""The secrets sweep: no target key or header secret, client key, admin token or webhook
+token escapes, in any encoding.
 
 One gateway is driven down every path — success, an upstream 401/400/429/500 that echoes the
-key back (body and headers), a cut stream and an in-band error frame that are resumed, every
-target failing, wrong client and admin credentials, admin calls, config errors — and every
-place text leaves sidestep is searched for any 10-character piece of any secret: logs (DEBUG),
-the audit file, /metrics, every response body and header, the admin API, the live event
-stream and webhook payloads.
+key back (body and headers; raw, ``\u``-escaped, ``\/``-escaped, percent-encoded), a cut
+stream and an in-band error frame that are resumed, every target failing, wrong client and
+admin credentials, admin calls, config errors — and every place text leaves sidestep is
+searched, raw and decoded, for any 10-character piece of any secret: logs (DEBUG), the audit
+file, /metrics, every response body and header, the admin API, the live event stream and
+webhook payloads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import aiohttp
 import orjson
@@ -30,20 +34,48 @@ KEY_B = "SWEEPKEYb7c1d9e2f4a80b3c"  # not key-shaped: only the configured-secret
 CLIENT_KEY = "cli-SWEEP-1b2c3d4e5f607182"
 ADMIN_TOKEN = "adm-SWEEP-99aa88bb77cc66dd"
 HOOK_TOKEN = "hook-SWEEP-5e6f7a8b9c0d1e2f"
-SECRETS = (KEY_A, KEY_B, CLIENT_KEY, ADMIN_TOKEN, HOOK_TOKEN)
+HEADER_KEY = "hdr-SWEEP-0a1b2c3d4e5f6a7b"  # target a's `api-key` header
+HEADER_BEARER = "HDRBEARER0c1d2e3f4a5b6c7d"  # target b's `x-api-key: Bearer …` header
+SECRETS = (KEY_A, KEY_B, CLIENT_KEY, ADMIN_TOKEN, HOOK_TOKEN, HEADER_KEY, HEADER_BEARER)
 WINDOW = 10
 SESSION = {"x-sidestep-session": "sweep-session"}
 ERROR_FRAME = b'data: {"error": {"message": "bad key ' + KEY_A.encode() + b'"}}\n\n'
 
 
+def decodings(text: str) -> list[str]:
+    """``text`` as read, with its JSON escapes decoded, percent-decoded, and both."""
+    unescaped = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m[1], 16)), text)
+    unescaped = unescaped.replace("\\/", "/")
+    return [text, unescaped, unquote(text), unquote(unescaped)]
+
+
 def leaks(text: str) -> list[str]:
-    """Every 10-character piece of a secret found in ``text``."""
+    """Every 10-character piece of a secret found in ``text``, raw or decoded."""
     return [
         secret[i : i + WINDOW]
+        for form in decodings(text)
         for secret in SECRETS
         for i in range(len(secret) - WINDOW + 1)
-        if secret[i : i + WINDOW] in text
+        if secret[i : i + WINDOW] in form
     ]
+
+
+def u_escaped(secret: str) -> str:
+    """Every character as a ``\\uXXXX`` JSON escape."""
+    return "".join(f"\\u{ord(ch):04x}" for ch in secret)
+
+
+def encoded_echo(status: int) -> Reply:
+    """An upstream error that quotes every secret it could know, each in another encoding."""
+    hook = f"/hooks/{HOOK_TOKEN}".replace("/", "\\/")  # the secret part of a webhook URL
+    message = (
+        f"api-key: {HEADER_KEY}; x-api-key: Bearer {HEADER_BEARER}; bare {HEADER_BEARER}; "
+        f"escaped {u_escaped(KEY_A)} {u_escaped(HEADER_KEY)}; "
+        f"percent {quote(KEY_B, safe='')} {''.join(f'%{b:02x}' for b in HEADER_KEY.encode())}; "
+        f"mixed sk\\u002dSWEEP%2d7f3a9c1d2e5b4a6f; url {hook}"
+    )
+    body = b'{"error": {"message": "' + message.encode() + b'", "type": "invalid_request_error"}}'
+    return Reply(status=status, body=body, headers={"x-echo": quote(HEADER_KEY, safe="")})
 
 
 def echo(status: int, key: str, **headers: str) -> Reply:
@@ -91,8 +123,21 @@ async def start(
         urls[name] = str(server.make_url(f"/hooks/{HOOK_TOKEN}"))
     a, b = await upstream("a"), await upstream("b")
     targets = [
-        {"id": "a", "base_url": a.base_url, "api_key": KEY_A, "models": ["*"], "priority": 10},
-        {"id": "b", "base_url": b.base_url, "api_key": KEY_B, "models": ["*"]},
+        {
+            "id": "a",
+            "base_url": a.base_url,
+            "api_key": KEY_A,
+            "models": ["*"],
+            "priority": 10,
+            "headers": {"api-key": HEADER_KEY},
+        },
+        {
+            "id": "b",
+            "base_url": b.base_url,
+            "api_key": KEY_B,
+            "models": ["*"],
+            "headers": {"x-api-key": f"Bearer {HEADER_BEARER}"},
+        },
     ]
     webhooks = [
         {"url": urls["generic"], "min_interval_s": 0},
@@ -119,6 +164,8 @@ async def drive(client: Client, a: FakeUpstream, b: FakeUpstream) -> None:
         ([echo(429, KEY_A, **{"retry-after": "1", "x-echo": KEY_A})], False),
         ([echo(500, KEY_A)], False),
         ([echo(400, KEY_A, **{"x-echo": f"key={KEY_A}"})], False),
+        ([encoded_echo(400)], False),
+        ([encoded_echo(500)], False),
         ([Reply(frames=chat_frames(["Hello", " there", " friend"]), cut_after=2)], True),
         ([Reply(frames=[*chat_frames(["Hi"], finish=False, done=False), ERROR_FRAME])], True),
     ]
@@ -127,7 +174,7 @@ async def drive(client: Client, a: FakeUpstream, b: FakeUpstream) -> None:
         assert await client.chat(stream=stream) in (200, 400)
         assert await client.admin("POST", "/admin/targets/a/reset") == 200
     a.queue(echo(401, KEY_A))
-    b.queue(echo(401, KEY_B))
+    b.queue(encoded_echo(401))
     assert await client.chat() == 503  # every target refused: the description names each
 
 
@@ -180,6 +227,8 @@ async def test_no_secret_reaches_any_output(
     found = {where: leaks(text) for where, text in outputs.items() if leaks(text)}
     assert not found, found
     assert "stream_resumed" in outputs["events"] and "key_disabled" in outputs["events"]
+    # the encoded echoes did reach the client, with each secret cut out where it stood
+    assert "escaped [redacted] [redacted]; percent [redacted] [redacted]" in outputs["responses"]
 
 
 async def _until(hook: Hook, last: Any) -> list[Any]:
