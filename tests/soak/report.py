@@ -74,7 +74,10 @@ def _imperfect(report: SoakReport) -> list[str]:
 
 def as_json(report: SoakReport) -> dict[str, Any]:
     return {
-        "settings": {k: str(v) if v is not None else None for k, v in vars_of(report).items()},
+        "settings": {
+            k: v if v is None or isinstance(v, int | float) else str(v)
+            for k, v in vars_of(report).items()
+        },
         "requests": sum(report.outcomes.values()),
         "outcomes": {o.value: report.outcomes[o] for o in Outcome},
         "stream_outcomes": {o.value: report.streams[o] for o in Outcome},

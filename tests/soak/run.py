@@ -25,6 +25,7 @@ from openai import AsyncOpenAI
 
 from proxy.app import make_app
 from proxy.config import Config, Streams
+from proxy.config.env_expansion import expand_env
 from proxy.events import StreamResumed
 from proxy.gateway import GATEWAY
 from proxy.simulator import canonical_text
@@ -123,10 +124,16 @@ def _short() -> dict[str, Any]:
 
 
 def _user_sections(path: Path) -> dict[str, Any]:
+    """The policy sections of the user's file, ``${VAR}`` expanded (the rest is not read, so
+    the keys it names need not be set)."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(doc, dict):
         raise SystemExit(f"{path}: not a sidestep config (a YAML mapping)")
-    return {k: v for k, v in doc.items() if k in USER_SECTIONS}
+    kept, problems = expand_env({k: v for k, v in doc.items() if k in USER_SECTIONS}, os.environ)
+    if problems:
+        raise SystemExit(f"{path}: " + "; ".join(problems))
+    assert isinstance(kept, dict)
+    return kept
 
 
 def _timings(config: Config) -> FaultTimings:
