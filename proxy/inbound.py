@@ -106,11 +106,17 @@ async def _read_body(request: web.Request, max_body_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     content = request.content
-    while chunk := await content.readany():
-        size += len(chunk)
-        if size > max_body_bytes:
-            raise _too_large(max_body_bytes)
-        chunks.append(chunk)
+    try:
+        while chunk := await content.readany():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise _too_large(max_body_bytes)
+            chunks.append(chunk)
+    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the bytes do not match
+        detail = getattr(exc.__cause__, "message", "") or "malformed body"
+        raise ClientRequestError(
+            400, f"request body could not be read: {detail}", code="invalid_body"
+        ) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
