@@ -158,6 +158,8 @@ class ResponsesInspector:
             self.dropped += 1
             return Verdict.DROP
         kind = obj.get("type") if isinstance(obj, dict) else None
+        if not isinstance(kind, str):  # a list or object here is not a type (nor hashable)
+            kind = None
         if kind == "error" or event.event == "error":
             return Verdict.ERROR
         if kind in self.TERMINAL:
