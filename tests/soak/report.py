@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import Any
 
@@ -31,6 +32,7 @@ def summary(report: SoakReport) -> str:
     )
     width = max(len(k) for k, _ in rows)
     lines = [head, "", *(f"  {k:<{width}}  {v}" for k, v in rows)]
+    lines += _by_fault(report)
     lines += _imperfect(report)
     lines += ["", "PASS" if report.ok else "FAIL: corrupted answers, hangs or unclean errors"]
     return "\n".join(lines)
@@ -52,6 +54,28 @@ def _faults(injected: Counter[Fault]) -> str:
         f"{f.value} {c}" for f, c in sorted(injected.items(), key=lambda x: x[0].value)
     )
     return f"{total}: {parts}" if total else "0"
+
+
+def fault_name(fault: Fault, stream: bool) -> str:
+    return f"{fault.value} ({'stream' if stream else 'plain'})"
+
+
+def _by_fault(report: SoakReport) -> list[str]:
+    """One row per fault kind: requests that met it, and how they ended."""
+    if not report.by_fault:
+        return []
+    lines = [
+        "",
+        f"  {'fault (request kind)':<30} {'requests':>8}  "
+        + "  ".join(f"{o.value:>13}" for o in Outcome),
+    ]
+    for fault, stream in itertools.product(Fault, (True, False)):
+        seen = report.by_fault.get((fault, stream))
+        if seen:
+            cells = "  ".join(f"{seen[o]:>13}" for o in Outcome)
+            name = fault_name(fault, stream)
+            lines.append(f"  {name:<30} {sum(seen.values()):>8}  {cells}")
+    return lines
 
 
 def _imperfect(report: SoakReport) -> list[str]:
@@ -85,6 +109,10 @@ def as_json(report: SoakReport) -> dict[str, Any]:
         "upstream_requests": report.upstream_requests,
         "per_target": report.per_target,
         "injected": {f.value: c for f, c in report.injected.items()},
+        "by_fault": {
+            fault_name(f, stream): {o.value: c for o, c in seen.items()}
+            for (f, stream), seen in report.by_fault.items()
+        },
         "rss_before_mib": round(report.rss_before_mib, 1),
         "rss_after_mib": round(report.rss_after_mib, 1),
         "duration_s": round(report.duration_s, 2),

@@ -66,6 +66,8 @@ class SoakReport:
     duration_s: float = 0.0
     hang_after_s: float = 0.0
     results: list[Result] = field(default_factory=list)
+    # Per (fault kind, streaming?): the outcomes of the requests that met it at least once.
+    by_fault: dict[tuple[Fault, bool], Counter[Outcome]] = field(default_factory=dict)
     # For every request that did not end exactly: what it got, and the faults it met.
     failures: list[tuple[Result, tuple[Fault, ...]]] = field(default_factory=list)
 
@@ -215,8 +217,10 @@ def _collect(report: SoakReport, targets: list[FaultyTarget]) -> None:
         report.upstream_requests += target.requests
         report.per_target[target.name] = target.requests
     for result in report.results:
+        met = tuple(f for t in targets for f in t.met.get(result.prompt, ()))
+        for fault in set(met):
+            report.by_fault.setdefault((fault, result.stream), Counter())[result.outcome] += 1
         if result.outcome is not Outcome.EXACT:
-            met = tuple(f for t in targets for f in t.met.get(result.prompt, ()))
             report.failures.append((result, met))
 
 
