@@ -99,6 +99,7 @@ def soak_config(settings: SoakSettings, targets: list[FaultyTarget], urls: list[
         for i, (t, url) in enumerate(zip(targets, urls, strict=True))
     ]
     doc.setdefault("routing", {}).setdefault("max_targets_per_request", len(targets))
+    doc["state_dir"] = None  # never persist sessions from a soak
     return Config.model_validate(doc)
 
 
