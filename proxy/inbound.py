@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from proxy.errors import ClientRequestError
 
@@ -106,7 +106,7 @@ async def _read_body(request: web.Request, max_body_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     content = request.content
-    while chunk := await content.readany():
+    while chunk := await _next_piece(content):
         size += len(chunk)
         if size > max_body_bytes:
             raise _too_large(max_body_bytes)
@@ -118,6 +118,18 @@ def _too_large(limit: int) -> ClientRequestError:
     return ClientRequestError(
         413, f"request body is larger than the limit of {limit} bytes", code="request_too_large"
     )
+
+
+async def _next_piece(content: StreamReader) -> bytes:
+    """The next bytes of the body (b"" at its end). A body that cannot be decoded, such as
+    bytes that do not match their Content-Encoding, is the client's error, not ours."""
+    try:
+        return await content.readany()
+    except web.RequestPayloadError as exc:
+        detail = getattr(exc.__cause__, "message", "") or "malformed body"
+        raise ClientRequestError(
+            400, f"request body could not be read: {detail}", code="invalid_body"
+        ) from None
 
 
 def _parse_object(body: bytes) -> dict[str, Any]:

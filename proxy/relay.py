@@ -160,7 +160,7 @@ class ResponsesInspector:
         kind = obj.get("type") if isinstance(obj, dict) else None
         if kind == "error" or event.event == "error":
             return Verdict.ERROR
-        if kind in self.TERMINAL:
+        if isinstance(kind, str) and kind in self.TERMINAL:  # a list "type" is not hashable
             self.finished = True
             response = obj.get("response")
             usage = response.get("usage") if isinstance(response, dict) else None

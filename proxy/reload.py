@@ -1,12 +1,16 @@
 """Hot reload of the YAML config, without dropping a request.
 
-Watching: ``ConfigWatcher.poll()`` stats the path (following symlinks) and compares
-``(st_dev, st_ino, st_mtime_ns, st_size)``; a change is applied only once two consecutive
-polls agree (an editor mid-write, a half-copied file) and the bytes' sha256 differs from the
-last applied. Inode and device catch rename-saves and Kubernetes ConfigMap symlink swaps that
-an inotify watch on the file itself would lose (stack notes §6). A missing file keeps the last
-good config. The serving loop polls about once a second; SIGHUP and ``POST /admin/reload``
-reload at once.
+Watching: ``Reloader.poll()`` stats the path (following symlinks) and compares
+``(st_dev, st_ino, st_mtime_ns, st_size)``. A change is applied only once that signature has
+stayed the same for ``SETTLE_S`` seconds of the gateway's clock (a writer that pauses at a
+valid YAML prefix — an editor mid-write, a half-copied file, a slow ``scp`` — must finish and
+stay quiet that long), the file did not change while it was being read, and the bytes' sha256
+differs from the last applied. Inode and device catch rename-saves and Kubernetes ConfigMap
+symlink swaps that an inotify watch on the file itself would lose (stack notes §6). A missing
+file keeps the last good config. The serving loop polls about once a second.
+
+SIGHUP and ``POST /admin/reload`` are explicit: they read and apply the file at once, with no
+settle wait — whoever sends them says the write is finished.
 
 Applying: the new file is parsed and validated completely first; an invalid one changes
 nothing (the error, with its path and YAML line, is logged once, counted and shown in
@@ -37,6 +41,9 @@ from proxy.server import on_hup
 log = logging.getLogger("sidestep.reload")
 
 POLL_INTERVAL_S = 1.0
+# Quiet time after the last observed change before the watcher applies it. Writers that stop
+# for a moment at a parseable prefix exist (2.6 s was seen); atomic renames never need it.
+SETTLE_S = 3.0
 Signature = tuple[int, int, int, int]
 
 
@@ -67,9 +74,11 @@ class Reloader:
         self._applied_hash = _hash_of(path)
         self._last_seen = _signature(path)
         self._pending: Signature | None = None
+        self._pending_since = 0.0  # clock.monotonic() when ``_pending`` was first seen
 
     async def poll(self) -> ReloadResult | None:
-        """One watch step: reload when the file changed and has been stable for two polls."""
+        """One watch step: reload when the file changed and then stayed unchanged for
+        ``SETTLE_S`` seconds (each new change restarts the wait)."""
         seen = await asyncio.to_thread(_signature, self.path)
         if seen is None and self._last_seen is not None:
             log.warning("config file %s is gone; keeping the last good config", self.path)
@@ -77,18 +86,27 @@ class Reloader:
         if seen is None or seen == self._last_seen:
             self._pending = None
             return None
+        now = self.gw.clock.monotonic()
         if seen != self._pending:
-            self._pending = seen  # changed: wait for one more identical reading
+            self._pending, self._pending_since = seen, now  # changed: the wait starts again
             return None
-        self._pending = None
-        self._last_seen = seen
-        return await self.reload(trigger="watch")
+        if now - self._pending_since < SETTLE_S:
+            return None
+        return await self._run("watch")
 
     async def reload(self, *, trigger: str) -> ReloadResult:
         """Read, validate and apply the file now (``trigger`` names who asked: watch, sighup,
         admin…); the result is also ``/admin/status``'s ``reload`` and a ``ConfigReloaded``."""
+        result = await self._run(trigger)
+        if result is None:  # only a watch step is ever skipped; kept total for the type checker
+            return ReloadResult("unchanged", {})
+        return result
+
+    async def _run(self, trigger: str) -> ReloadResult | None:
         async with self._lock:
             result = await self._reload(trigger)
+            if result is None:
+                return None
             status = {**result.as_dict(), "trigger": trigger, "at": self.gw.clock.wall()}
             self.gw.reload_status = status
             self.gw.events.emit(
@@ -96,22 +114,37 @@ class Reloader:
             )
         return result
 
-    async def _reload(self, trigger: str) -> ReloadResult:
+    async def _reload(self, trigger: str) -> ReloadResult | None:
+        """None when a watch step caught the file changing while it was read."""
         # Stat before reading: a write that lands after the read still shows as a change.
         seen = await asyncio.to_thread(_signature, self.path)
+        read: tuple[str, Config] | ConfigError
         try:
-            data_hash, config = await asyncio.to_thread(_read, self.path)
+            read = await asyncio.to_thread(_read, self.path)
         except ConfigError as exc:
-            log.error("config reload (%s) failed, keeping the last good config:\n%s", trigger, exc)
-            self._saw(seen)
-            return ReloadResult("error", {"error": str(exc), "problems": list(exc.problems)})
+            read = exc
+        if trigger == "watch" and await self._changed_since(seen):
+            return None
         self._saw(seen)
+        if isinstance(read, ConfigError):
+            log.error("config reload (%s) failed, keeping the last good config:\n%s", trigger, read)
+            return ReloadResult("error", {"error": str(read), "problems": list(read.problems)})
+        data_hash, config = read
         if data_hash == self._applied_hash and trigger == "watch":
             return ReloadResult("unchanged", {})
         diff = apply_config(self.gw, config)
         self._applied_hash = data_hash
         log.info("config reloaded (%s): %s", trigger, _describe(diff))
         return ReloadResult("ok", {"diff": diff})
+
+    async def _changed_since(self, before: Signature | None) -> bool:
+        """Whether the file changed while it was read; if so the new state starts a fresh
+        settle wait and nothing read is applied."""
+        after = await asyncio.to_thread(_signature, self.path)
+        if after == before:
+            return False
+        self._pending, self._pending_since = after, self.gw.clock.monotonic()
+        return True
 
     def _saw(self, seen: Signature | None) -> None:
         """The file as read by a reload: the watcher need not read it again (an explicit

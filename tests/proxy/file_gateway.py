@@ -1,6 +1,7 @@
 """A gateway started the way ``sidestep serve --config FILE`` starts one: from a YAML file on
-disk, with the ``Reloader`` that tests drive by hand (``reload()`` or two ``poll()`` calls;
-no background watch task, so nothing waits on wall-clock time)."""
+disk, with the ``Reloader`` that tests drive by hand (``reload()``, or ``poll()`` calls with the
+``FakeClock`` advanced between them; no background watch task, so nothing waits on wall-clock
+time)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from proxy.app import make_app
 from proxy.config import load_config
 from proxy.events import ConfigReloaded
-from proxy.reload import RELOADER, Reloader, ReloadResult
+from proxy.reload import RELOADER, SETTLE_S, Reloader, ReloadResult
 from tests.conftest import Running
 from tests.fakes import FakeClock
 
@@ -56,9 +57,11 @@ class FileGateway(Running):
         return self.server.app[RELOADER]
 
     async def settle(self) -> ReloadResult | None:
-        """Two watch steps: the first sees the file changed, the second (an identical
-        reading) applies it. Returns what the second step did."""
+        """Two watch steps ``SETTLE_S`` apart: the first sees the file changed, the second (an
+        identical reading once the settle time has passed) applies it. Returns what the second
+        step did."""
         assert await self.reloader.poll() is None, "applied on the first reading"
+        self.clock.advance(SETTLE_S)
         return await self.reloader.poll()
 
     async def admin(

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from openai import AsyncOpenAI
 
+from proxy.reload import POLL_INTERVAL_S, SETTLE_S, ReloadResult
 from proxy.simulator import Behaviour, canonical_text
 from tests.conftest import target
 from tests.fakes import FakeClock, FakeUpstream, Reply, chat_frames, error
@@ -338,38 +339,75 @@ async def test_configmap_symlink_swap_is_applied(
     await assert_kept(gw, sdk, ["a", "b"])
 
 
-async def test_half_written_file_waits_for_two_identical_readings(
+async def watch_steps(
+    gw: FileGateway, seconds: float, writes: dict[float, Callable[[], None]] | None = None
+) -> list[ReloadResult]:
+    """Drive the watcher as the serving loop does — one ``poll()`` per ``POLL_INTERVAL_S`` of
+    the ``FakeClock`` — for ``seconds``, doing each of ``writes`` at its time (seconds from
+    now, between polls). Returns every reload the polls made."""
+    writes = dict(writes or {})
+    start, results = gw.clock.monotonic(), []
+    while gw.clock.monotonic() - start < seconds:
+        step_end = gw.clock.monotonic() + POLL_INTERVAL_S
+        for at in sorted(w for w in writes if start + w < step_end):
+            gw.clock.t = start + at
+            writes.pop(at)()
+        gw.clock.t = step_end
+        result = await gw.reloader.poll()
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def append_to(path: Path, text: str) -> Callable[[], None]:
+    def write() -> None:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+
+    return write
+
+
+async def test_writer_pausing_at_a_valid_prefix_is_never_applied(
     upstream: Any, from_file: StartFn
 ) -> None:
-    """A file caught mid-write, even a valid-YAML prefix, is applied only once two polls agree."""
+    """A writer that stops 2.6 s at a valid-YAML prefix, then finishes: only the whole file is
+    applied, the prefix never is (no target removed and re-added)."""
     a, b = await upstream("a"), await upstream("b")
     gw = await from_file([target(a)])
     full = yaml_text([target(b), target(a)])
     cut = full.index("- id: a")
-    gw.path.write_text(full[:cut], encoding="utf-8")  # parses: just target b
-    assert await gw.reloader.poll() is None
-    with gw.path.open("a", encoding="utf-8") as fh:
-        fh.write(full[cut:])
-    assert await gw.reloader.poll() is None
-    assert gw.reloads == []
-    result = await gw.reloader.poll()
-    assert result is not None and result.result == "ok"
+    gw.path.write_text(full[:cut], encoding="utf-8")  # parses: just target b, a removed
+    results = await watch_steps(gw, 12.0, {2.6: append_to(gw.path, full[cut:])})
+    assert [r.result for r in results] == ["ok"]
+    assert results[0].as_dict()["diff"]["added"] == ["b"]
+    assert results[0].as_dict()["diff"]["removed"] == []
+    assert [e.result for e in gw.reloads] == ["ok"]
     assert [t.id for t in gw.gw.config.targets] == ["b", "a"]
-    assert len(gw.reloads) == 1
+
+
+async def test_change_is_applied_once_it_has_settled(upstream: Any, from_file: StartFn) -> None:
+    """A finished save is applied once it has been unchanged for SETTLE_S, not before."""
+    a, b = await upstream("a"), await upstream("b")
+    gw = await from_file([target(a)])
+    write_config(gw.path, [target(a), target(b)])
+    assert await watch_steps(gw, SETTLE_S) == []
+    results = await watch_steps(gw, POLL_INTERVAL_S)
+    assert [r.result for r in results] == ["ok"]
+    assert [t.id for t in gw.gw.config.targets] == ["a", "b"]
 
 
 async def test_flurry_of_saves_is_applied_once(upstream: Any, from_file: StartFn) -> None:
-    """Five saves in quick succession (one poll between each) become one reload of the last."""
+    """Saves every second for five seconds become one reload, of the last save."""
     a = await upstream("a")
     gw = await from_file([target(a)])
-    for i in range(1, 6):
-        write_config(gw.path, [target(a, priority=10**i)])  # each a different size
-        assert await gw.reloader.poll() is None
-    result = await gw.reloader.poll()
-    assert result is not None and result.result == "ok"
+
+    def save(i: int) -> Callable[[], None]:
+        return lambda: write_config(gw.path, [target(a, priority=10**i)])  # sizes differ
+
+    results = await watch_steps(gw, 10.0, {i - 0.5: save(i) for i in range(1, 6)})
+    assert [r.result for r in results] == ["ok"]
     assert gw.gw.config.targets[0].priority == 10**5
     assert [e.result for e in gw.reloads] == ["ok"]
-    assert await gw.reloader.poll() is None
 
 
 async def test_touch_without_change_is_not_a_reload(upstream: Any, from_file: StartFn) -> None:
@@ -581,8 +619,7 @@ async def test_explicit_reload_is_not_repeated_by_the_watcher(
     write_config(gw.path, [target(a), target(b)])
     code, _, _ = await gw.admin("POST", "/admin/reload")
     assert code == 200
-    assert await gw.reloader.poll() is None
-    assert await gw.reloader.poll() is None
+    assert await watch_steps(gw, 2 * SETTLE_S) == []
     assert [e.result for e in gw.reloads] == ["ok"]
     assert (await gw.status())["reload"]["diff"]["added"] == ["b"]
 

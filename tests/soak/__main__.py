@@ -1,0 +1,3 @@
+from tests.soak.cli import main
+
+raise SystemExit(main())
