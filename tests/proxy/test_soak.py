@@ -34,11 +34,6 @@ def test_soak_corrupts_no_answer_and_hangs_no_request(soak: SoakReport) -> None:
     assert soak.duration_s < 20
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a 200 with broken JSON to a non-streaming request reaches the SDK as a "
-    "JSONDecodeError until bad 2xx bodies are failed over (#13.5, upstream-seam)",
-)
 def test_soak_answers_every_request_exactly_with_a_healthy_target(soak: SoakReport) -> None:
     """With a healthy target available, every request gets exactly the expected answer."""
     assert soak.outcomes[Outcome.EXACT] == SHORT.requests, summary(soak)
