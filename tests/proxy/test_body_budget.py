@@ -14,6 +14,7 @@ from openai import AsyncOpenAI
 
 from tests.conftest import Running, target
 from tests.fakes import FakeUpstream, Reply, chat_frames
+from tests.proxy.file_gateway import StartFn, write_config
 
 MB = 400_000  # a "large" body; the fake upstream reads at most 1 MiB
 BUDGET = int(2.5 * MB)
@@ -149,4 +150,16 @@ async def test_a_client_that_vanishes_mid_body_gives_its_reservation_back(
     await until(released)
     status, doc, _ = await post(gw, big_body(BUDGET - 1000))
     assert status == 200, doc
+    assert up.calls == 1
+
+
+async def test_a_reload_changes_the_budget_at_once(upstream: Any, from_file: StartFn) -> None:
+    """Lowering limits.max_inflight_body_bytes in the file applies to the next request."""
+    up = await upstream("a")
+    gw = await from_file([target(up)], limits={"max_inflight_body_bytes": BUDGET})
+    assert (await post(gw, big_body(MB)))[0] == 200
+    write_config(gw.path, [target(up)], limits={"max_inflight_body_bytes": MB // 2})
+    assert (await gw.reloader.reload(trigger="test")).result == "ok"
+    status, doc, _ = await post(gw, big_body(MB))
+    assert status == 413 and str(MB // 2) in doc["error"]["message"]
     assert up.calls == 1
