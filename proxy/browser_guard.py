@@ -56,6 +56,7 @@ def _rules(server: Server, listen_host: str) -> tuple[HostRules, frozenset[str]]
 
 
 def _local_address(request: web.Request) -> str | None:
+    """The address this connection arrived on (an IP literal Host naming it is ours)."""
     transport = request.transport
     sockname = transport.get_extra_info("sockname") if transport is not None else None
     return sockname[0] if isinstance(sockname, tuple) and sockname else None
@@ -64,7 +65,8 @@ def _local_address(request: web.Request) -> str | None:
 def browser_guard(
     config: Callable[[], Config],
 ) -> Middleware:
-    """The middleware; ``config`` is read per request so a reload takes effect at once."""
+    """The middleware; ``config`` is read per request so a reload takes effect at once.
+    Refused requests are logged at INFO with their path quoted (a page chooses it)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -102,7 +104,7 @@ def _is_preflight(request: web.Request) -> bool:
 
 def _refused_host(request: web.Request, host: str) -> web.Response:
     shown = host[:_SHOWN_CHARS]
-    log.info("%s %s -> 421 refused Host %r", request.method, request.path, shown)
+    log.info("%s %r -> 421 refused Host %r", request.method, request.path, shown)
     return error_response(
         421,
         f"this gateway does not answer to Host {shown!r}: a browser page may be trying to "
@@ -114,7 +116,7 @@ def _refused_host(request: web.Request, host: str) -> web.Response:
 
 def _refused_origin(request: web.Request, origin: str | None) -> web.Response:
     shown = (origin or "")[:_SHOWN_CHARS]
-    log.info("%s %s -> 403 refused Origin %r", request.method, request.path, shown)
+    log.info("%s %r -> 403 refused Origin %r", request.method, request.path, shown)
     message = (
         f"requests from the web page at {shown!r} are refused; to let a page you trust call "
         "this gateway, list its origin in server.cors_origins"
@@ -126,7 +128,7 @@ def _refused_origin(request: web.Request, origin: str | None) -> web.Response:
 
 def _not_json(request: web.Request) -> web.Response:
     sent = request.headers.get("Content-Type", "none")[:_SHOWN_CHARS]
-    log.info("%s %s -> 415 Content-Type %r", request.method, request.path, sent)
+    log.info("%s %r -> 415 Content-Type %r", request.method, request.path, sent)
     return error_response(
         415,
         f"{request.method} requests must send Content-Type: application/json "
