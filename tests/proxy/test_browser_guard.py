@@ -11,7 +11,10 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import yaml  # type: ignore[import-untyped, unused-ignore]  # PyYAML ships no stubs
 
+from policies.browser import host_allowed, host_rules
+from proxy.config import Server
 from tests.conftest import Running, target
 from tests.fakes import FakeUpstream, Reply
 from tests.proxy.file_gateway import StartFn, write_config
@@ -21,6 +24,7 @@ EVIL = "http://evil.example"
 ADMIN_TOKEN = "sidestep-admin-token-guard-91c2"
 CHAT_BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 JSON = {"Content-Type": "application/json"}
+REPO = Path(__file__).resolve().parents[2]
 CONFIG_NAME = "gateway.yaml"  # not ./sidestep.yaml: a CLI run in tmp_path would read it
 
 
@@ -271,3 +275,27 @@ async def test_cli_state_changes_work_against_the_guarded_gateway(
     code, out, err = await run_cli("reload", *url, cwd=tmp_path, env=env)
     assert code == 0, err
     assert await asyncio.wait_for(target_state(gw, "good", **auth), 10) == "ok"
+
+
+@pytest.mark.parametrize(
+    ("config", "hosts"),
+    [
+        ("deploy/config/sidestep.yaml", ["sidestep:8787"]),
+        (
+            "deploy/k8s/configmap.yaml",
+            ["sidestep:8787", "sidestep.ai.svc:8787", "sidestep.ai.svc.cluster.local"],
+        ),
+    ],
+)
+def test_deploy_configs_answer_their_service_names(config: str, hosts: list[str]) -> None:
+    """Compose's Prometheus and traffic (sidestep:8787) and in-cluster clients of the k8s
+    Service are answered; probes and scrapes by pod IP are the connection's own address."""
+    doc = yaml.safe_load((REPO / config).read_text(encoding="utf-8"))
+    if "data" in doc:  # the ConfigMap wraps the file
+        doc = yaml.safe_load(doc["data"]["sidestep.yaml"])
+    server = Server.model_validate(doc["server"])
+    rules = host_rules(server.allowed_hosts, "0.0.0.0")
+    for host in hosts:
+        assert host_allowed(host, rules, "10.1.2.3"), host
+    assert host_allowed("10.1.2.3:8787", rules, "10.1.2.3")
+    assert not host_allowed("evil.example", rules, "10.1.2.3")
