@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from proxy import browser_guard
 from proxy.admin import add_admin_routes
 from proxy.audit import audit_ctx
+from proxy.body_budget import BODY_BUDGET, BodyBudget, BodyBudgetGauge
 from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.gateway import GATEWAY, Gateway
@@ -32,19 +34,25 @@ def make_app(
     """Build the aiohttp application. ``upstream`` defaults to a pooled aiohttp session made
     at startup and closed at cleanup; tests may pass fakes for the clock and rng."""
     gw = Gateway.build(config, clock=clock or SystemClock(), rng=rng)
-    app = web.Application(
-        middlewares=[openai_errors, client_auth(lambda: _client_keys(gw))],
-        client_max_size=config.limits.max_body_bytes + 1,
-    )
+    app = web.Application(middlewares=[openai_errors], client_max_size=_ADMIN_MAX_BODY_BYTES)
+    # browser defences come before any authentication, so they hold with a token too
+    browser_guard.install(app, lambda: gw.config)
+    app.middlewares.append(client_auth(lambda: _client_keys(gw)))
     app[GATEWAY] = gw
+    app[BODY_BUDGET] = BodyBudget()
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
     app.cleanup_ctx.extend((audit_ctx(gw), notify_ctx(gw)))
     add_sessions(app, gw)
     add_reloading(app, gw, watch=watch_config)
     add_routes(app)
     add_admin_routes(app)
-    add_metrics(app)
+    add_metrics(app).registry.register(BodyBudgetGauge(app[BODY_BUDGET]))
     return app
+
+
+_ADMIN_MAX_BODY_BYTES = 1024 * 1024
+"""``request.read()`` limit: only admin and webhook bodies (a few small fields) are read that
+way; ``/v1`` bodies are read under ``limits`` and the in-flight body budget."""
 
 
 def _client_keys(gw: Gateway) -> list[bytes]:

@@ -51,8 +51,11 @@ class AdminClient:
 
     def _request(self, method: str, path: str, body: object = None) -> urllib.request.Request:
         data = None if body is None else json.dumps(body).encode()
+        if data is None and method != "GET":
+            data = b""  # a body-less POST still says Content-Length: 0
         req = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
+            # the gateway refuses a state change without it (what a browser form cannot send)
             req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")

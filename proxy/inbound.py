@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import StreamReader, web
 
+from proxy.body_budget import BodyHold
 from proxy.errors import ClientRequestError
 
 WORKDIR_HEADER = "x-sidestep-workdir"
@@ -69,9 +70,16 @@ def new_request_id() -> str:
 
 
 async def read_client_request(
-    request: web.Request, endpoint: Endpoint, *, max_body_bytes: int, session_header: str
+    request: web.Request,
+    endpoint: Endpoint,
+    *,
+    max_body_bytes: int,
+    session_header: str,
+    hold: BodyHold,
 ) -> ClientRequest:
-    body = await _read_body(request, max_body_bytes)
+    """Read and validate the body, reserving its bytes in ``hold`` before they are read
+    (the caller releases the hold when the request is over)."""
+    body = await _read_body(request, max_body_bytes, hold)
     obj = _parse_object(body)
     model = obj.get("model")
     if model is None or model == "":
@@ -100,9 +108,14 @@ async def read_client_request(
     )
 
 
-async def _read_body(request: web.Request, max_body_bytes: int) -> bytes:
-    if request.content_length is not None and request.content_length > max_body_bytes:
-        raise _too_large(max_body_bytes)
+async def _read_body(request: web.Request, max_body_bytes: int, hold: BodyHold) -> bytes:
+    """The whole body. With a Content-Length its size is reserved at once; a chunked body
+    reserves each chunk before it is kept, so no body is buffered beyond the budget."""
+    length = request.content_length
+    if length is not None:
+        if length > max_body_bytes:
+            raise _too_large(max_body_bytes)
+        hold.take(length)
     chunks: list[bytes] = []
     size = 0
     content = request.content
@@ -110,6 +123,8 @@ async def _read_body(request: web.Request, max_body_bytes: int) -> bytes:
         size += len(chunk)
         if size > max_body_bytes:
             raise _too_large(max_body_bytes)
+        if length is None:
+            hold.take(len(chunk))
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

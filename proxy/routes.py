@@ -12,9 +12,10 @@ from aiohttp import web
 
 from policies.breaker import Breaker
 from policies.routing import LaneView, RequestFeatures, choose
+from proxy.body_budget import BODY_BUDGET
 from proxy.forward import route
 from proxy.gateway import GATEWAY, Gateway
-from proxy.inbound import Endpoint, read_client_request
+from proxy.inbound import ClientRequest, Endpoint, read_client_request
 from proxy.legs import InitialLeg
 from proxy.record import RequestFinished
 from proxy.run import Run
@@ -29,35 +30,46 @@ def _json(payload: object, status: int = 200) -> web.Response:
 def proxy_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         gw = request.app[GATEWAY]
-        creq = await read_client_request(
-            request,
-            endpoint,
-            max_body_bytes=gw.config.limits.max_body_bytes,
-            session_header=gw.config.sessions.header,
-        )
-        run = Run(gw, creq, request)
-        try:
-            response = await route(run, InitialLeg(run))
-            assert response is not None, "the client's own leg always gets a response"
-            if run.record.outcome == "pending":
-                run.record.outcome = "ok" if response.status < 400 else "upstream_error"
-            run.record.status = run.record.status or response.status
-            return response
-        except BaseException as exc:
-            run.record.outcome = "client_disconnect" if _is_disconnect(exc) else "upstream_error"
-            raise
-        finally:
-            run.record.duration_s = round(gw.clock.monotonic() - run.started, 6)
-            if run.record.outcome not in ("ok", "client_error", "client_disconnect"):
-                log.warning(
-                    "%s %s -> %s",
-                    creq.request_id,
-                    endpoint.value,
-                    run.record.error or run.record.outcome,
-                )
-            gw.events.emit(RequestFinished(run.record))
+        limits = gw.config.limits
+        # the body stays in memory until the request ends (retries and failovers resend it)
+        with request.app[BODY_BUDGET].hold(limits.max_inflight_body_bytes) as hold:
+            creq = await read_client_request(
+                request,
+                endpoint,
+                max_body_bytes=limits.max_body_bytes,
+                session_header=gw.config.sessions.header,
+                hold=hold,
+            )
+            return await _forward(gw, creq, request, endpoint)
 
     return handle
+
+
+async def _forward(
+    gw: Gateway, creq: ClientRequest, request: web.Request, endpoint: Endpoint
+) -> web.StreamResponse:
+    """Route the request, record its outcome and emit ``RequestFinished``."""
+    run = Run(gw, creq, request)
+    try:
+        response = await route(run, InitialLeg(run))
+        assert response is not None, "the client's own leg always gets a response"
+        if run.record.outcome == "pending":
+            run.record.outcome = "ok" if response.status < 400 else "upstream_error"
+        run.record.status = run.record.status or response.status
+        return response
+    except BaseException as exc:
+        run.record.outcome = "client_disconnect" if _is_disconnect(exc) else "upstream_error"
+        raise
+    finally:
+        run.record.duration_s = round(gw.clock.monotonic() - run.started, 6)
+        if run.record.outcome not in ("ok", "client_error", "client_disconnect"):
+            log.warning(
+                "%s %s -> %s",
+                creq.request_id,
+                endpoint.value,
+                run.record.error or run.record.outcome,
+            )
+        gw.events.emit(RequestFinished(run.record))
 
 
 def _is_disconnect(exc: BaseException) -> bool:

@@ -37,7 +37,9 @@ def console_script(bin_dir: Path) -> Path:
     if target.is_symlink() or target.exists():
         return target
     installed = Path(sys.executable).parent / "sidestep"
-    if installed.is_file():
+    # the venv's script imports the checkout the venv belongs to: only use it for that one
+    # (a git worktree sharing another checkout's venv must run its own code)
+    if installed.is_file() and Path(sys.prefix).resolve().parent == REPO:
         target.symlink_to(installed)
     else:
         target.write_text(

@@ -69,6 +69,8 @@ class FileGateway(Running):
     ) -> tuple[int, Any, bytes]:
         """(status, parsed JSON, raw body) of an admin API call."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if method != "GET":
+            headers["Content-Type"] = "application/json"  # the gateway refuses other POSTs
         async with (
             aiohttp.ClientSession() as http,
             http.request(method, self.url(path), headers=headers) as r,

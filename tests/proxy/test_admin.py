@@ -34,6 +34,8 @@ async def call(
     """(status, parsed JSON, raw body) of one HTTP call."""
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
+    if method != "GET":
+        headers["Content-Type"] = "application/json"  # the gateway refuses other POSTs
     async with aiohttp.ClientSession() as http, http.request(method, url, headers=headers) as r:
         raw = await r.read()
         return r.status, orjson.loads(raw) if raw else None, raw
@@ -80,6 +82,7 @@ async def test_admin_token_is_required_when_configured(
     """With admin.token set, only the right Bearer token opens /admin/; else a 401 challenge."""
     gw = await gateway([target(await upstream("a"))], admin={"token": ADMIN_TOKEN})
     headers = {"Authorization": authorization} if authorization else {}
+    headers["Content-Type"] = "application/json"
     async with aiohttp.ClientSession() as http:
         for method, path in [("GET", "/admin/status"), ("POST", "/admin/targets/a/pause")]:
             async with http.request(method, gw.url(path), headers=headers) as r:
@@ -95,7 +98,7 @@ async def test_non_utf8_admin_token_is_401_not_500(upstream: Any, gateway: Any) 
     gw = await gateway([target(await upstream("a"))], admin={"token": ADMIN_TOKEN})
     reader, writer = await asyncio.open_connection(gw.server.host, gw.server.port)
     writer.write(
-        b"GET /admin/status HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
+        b"GET /admin/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         b"Authorization: Bearer \xff\xfe\r\n\r\n"
     )
     answer = await asyncio.wait_for(reader.read(), WAIT_S)

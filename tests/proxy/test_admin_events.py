@@ -82,7 +82,9 @@ async def test_operator_actions_are_streamed(upstream: Any, gateway: Any) -> Non
     async with aiohttp.ClientSession() as http:
         events = await open_events(http, gw)
         for action in ("pause", "resume"):
-            async with http.post(gw.url(f"/admin/targets/a/{action}")) as r:
+            async with http.post(
+                gw.url(f"/admin/targets/a/{action}"), headers={"Content-Type": "application/json"}
+            ) as r:
                 assert r.status == 200
         assert (await events.until({"type": "target_paused"}))["state"] == "paused"
         assert (await events.until({"type": "target_resumed"}))["state"] == "active"

@@ -193,7 +193,7 @@ async def test_non_utf8_client_key_is_401_not_500(
     gw = await gateway([target(up)], auth={"client_keys": ["sidestep-client-secret-1"]})
     body = orjson.dumps(VALID)
     request = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         b"Content-Type: application/json\r\n" + header + b"\r\n"
         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     )
@@ -255,12 +255,37 @@ async def test_chunked_body_over_the_limit_is_413(
 
 
 @pytest.mark.parametrize(
-    "content_type", [None, "application/x-www-form-urlencoded", "text/plain", "garbage"]
+    "content_type",
+    [None, "application/x-www-form-urlencoded", "text/plain", "multipart/form-data", "garbage"],
 )
-async def test_json_body_accepted_whatever_the_content_type(
+async def test_non_json_content_type_is_415_and_nothing_is_forwarded(
     served: tuple[Running, FakeUpstream], content_type: str | None
 ) -> None:
-    """A valid JSON body works without Content-Type or with curl -d's form type."""
+    """A /v1 POST whose Content-Type is not JSON (what a web page can send cross-site without
+    a preflight, or curl -d's form type) is a 415 saying what to send; nothing goes upstream."""
+    gw, up = served
+    status, raw = await send(gw, orjson.dumps(VALID), content_type=content_type)
+    assert status == 415, raw
+    error = openai_error(raw)
+    assert error["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in error["message"]
+    assert up.calls == 0
+    await still_serving(gw, up)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/vnd.x+json",
+    ],
+)
+async def test_json_content_types_are_accepted(
+    served: tuple[Running, FakeUpstream], content_type: str
+) -> None:
+    """application/json with any parameters, in any case, and application/*+json all work."""
     gw, up = served
     status, raw = await send(gw, orjson.dumps(VALID), content_type=content_type)
     assert status == 200, raw

@@ -26,6 +26,8 @@ from tests.fakes import FakeUpstream, error
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
+JSON_TYPE = {"Content-Type": "application/json"}  # the gateway refuses other POSTs
+
 
 # --- helpers (imported by the other test_git_* modules) ------------------------------------
 
@@ -177,7 +179,7 @@ class Setup:
     async def admin(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         async with (
             aiohttp.ClientSession() as http,
-            http.request(method, self.gw.url(path), json=body) as r,
+            http.request(method, self.gw.url(path), json=body, headers=JSON_TYPE) as r,
         ):
             return r.status, await r.json()
 

@@ -155,7 +155,12 @@ async def test_breaker_open_and_close_are_notified(
     assert (opened["event"], opened["severity"]) == ("breaker_open", "error")
     assert opened["target"] == {"from": "a", "to": None}
     assert opened["reason"] == "a#0:m: consecutive_failures"
-    async with aiohttp.ClientSession() as http, http.post(gw.url("/admin/targets/a/reset")) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gw.url("/admin/targets/a/reset"), headers={"Content-Type": "application/json"}
+        ) as r,
+    ):
         assert r.status == 200
     closed = await hook.next()
     assert (closed["event"], closed["severity"]) == ("breaker_closed", "info")

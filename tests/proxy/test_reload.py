@@ -605,7 +605,7 @@ async def test_admin_reload_without_a_file_is_409(upstream: Any, gateway: Any) -
     """A gateway built from the environment (no file) answers 409 to POST /admin/reload."""
     a = await upstream("a")
     gw = await gateway([target(a)])
-    async with aiohttp.ClientSession() as http, http.post(gw.url("/admin/reload")) as r:
+    async with aiohttp.ClientSession() as http, http.post(gw.url("/admin/reload"), json={}) as r:
         assert r.status == 409
         assert (await r.json())["error"]["code"] == "no_config_file"
 

@@ -110,7 +110,8 @@ class Client:
         return await self.call("POST", "/v1/chat/completions", json=body, headers=SESSION)
 
     async def admin(self, method: str, path: str) -> int:
-        return await self.call(method, path, token=ADMIN_TOKEN)
+        headers = {"Content-Type": "application/json"} if method != "GET" else {}
+        return await self.call(method, path, token=ADMIN_TOKEN, headers=headers)
 
 
 async def start(
@@ -194,7 +195,7 @@ async def test_no_secret_reaches_any_output(
         assert await events.frame() == b": subscribed"
 
         await drive(client, a, b)
-        assert await client.call("POST", "/v1/chat/completions", token=ADMIN_TOKEN) == 401
+        assert await client.call("POST", "/v1/chat/completions", token=ADMIN_TOKEN, json={}) == 401
         assert await client.call("GET", "/admin/status", token=CLIENT_KEY) == 401
         for path in ("/admin/status", "/admin/requests?limit=100", "/metrics", "/readyz"):
             assert await client.admin("GET", path) in (200, 503)
