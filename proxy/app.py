@@ -12,6 +12,7 @@ from proxy.audit import audit_ctx
 from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.gateway import GATEWAY, Gateway
+from proxy.inflight import install as install_inflight
 from proxy.metrics import add_metrics
 from proxy.middleware import client_auth, openai_errors
 from proxy.notify import notify_ctx
@@ -37,6 +38,7 @@ def make_app(
         client_max_size=config.limits.max_body_bytes + 1,
     )
     app[GATEWAY] = gw
+    install_inflight(app, lambda: gw.config.server.body_timeout_s)
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
     app.cleanup_ctx.extend((audit_ctx(gw), notify_ctx(gw)))
     add_sessions(app, gw)

@@ -44,6 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.server import new_event_loop, serve_until_stopped
 
     config = resolve_config(args.config)
+    settings = config.server
+    if args.grace is not None:
+        settings = settings.model_copy(update={"shutdown_grace_s": args.grace})
     host = args.host or config.listen.host
     port = args.port if args.port is not None else config.listen.port
     print(f"sidestep {__version__}: {config.source or 'targets built from the environment'}")
@@ -61,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loop = new_event_loop()
     try:
         loop.run_until_complete(
-            serve_until_stopped(make_app(config), host, port, on_started=started)
+            serve_until_stopped(make_app(config), host, port, settings=settings, on_started=started)
         )
     finally:
         loop.close()
@@ -93,6 +96,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         loop.close()
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:  # also false for nan
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 3600], got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidestep",
@@ -110,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--grace",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="after SIGTERM, how long in-flight requests may finish (server.shutdown_grace_s)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a config and print its targets (keys masked)")

@@ -16,7 +16,7 @@ from .errors import ConfigError
 from .loader import load_config, parse_config
 from .root import Config
 from .secret import mask_secret
-from .server import Auth, Limits, Listen
+from .server import Auth, Limits, Listen, Server
 from .streams import Streams
 from .targets import Capability, Target, TargetLimits, TargetTimeouts
 from .zeroconf import config_from_env, ollama_base_url
@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "Limits",
     "Listen",
+    "Server",
     "Streams",
     "Target",
     "TargetLimits",

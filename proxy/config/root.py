@@ -24,7 +24,7 @@ from .git import Git
 from .hooks import Hooks
 from .notifications import Notifications
 from .section import Section
-from .server import Auth, Limits, Listen
+from .server import Auth, Limits, Listen, Server
 from .sessions import Sessions
 from .streams import Streams
 from .targets import Target
@@ -41,6 +41,7 @@ class Config(Section):
     listen: Listen = Listen()
     auth: Auth = Auth()
     limits: Limits = Limits()
+    server: Server = Server()
     streams: Streams = Streams()
     admin: Admin = Admin()
     routing: RoutingSettings = RoutingSettings()

@@ -36,3 +36,20 @@ class Limits(Section):
     """Request limits enforced before anything goes upstream."""
 
     max_body_bytes: int = Field(default=32 * MIB, gt=0)
+
+
+class Server(Section):
+    """How the server treats client connections.
+
+    ``header_timeout_s``: a connection must deliver a complete request head (request line and
+    headers) within this long of opening, or of the end of its previous response; otherwise
+    it is closed without an answer. It is also how long an idle keep-alive connection stays
+    open. Read at start.
+    ``body_timeout_s``: the whole request body must arrive within this long of its head;
+    otherwise the request gets 408 and its connection is closed.
+    ``shutdown_grace_s``: after SIGTERM/SIGINT, how long in-flight requests may finish before
+    the open ones are ended with an error (see ``proxy.server``)."""
+
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    shutdown_grace_s: float = Field(default=30.0, gt=0, le=3600)
