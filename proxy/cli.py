@@ -13,6 +13,7 @@ from proxy import __version__, cli_admin, cli_sessions
 from proxy.config import (
     Config,
     ConfigError,
+    Server,
     config_from_env,
     describe_targets,
     load_config,
@@ -41,12 +42,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.app import make_app
+    from proxy.gateway import GATEWAY
     from proxy.server import new_event_loop, serve_until_stopped
 
     config = resolve_config(args.config)
-    settings = config.server
-    if args.grace is not None:
-        settings = settings.model_copy(update={"shutdown_grace_s": args.grace})
     host = args.host or config.listen.host
     port = args.port if args.port is not None else config.listen.port
     print(f"sidestep {__version__}: {config.source or 'targets built from the environment'}")
@@ -61,10 +60,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         url = client_base_url(host, bound)
         print(f"listening on {url}  (set OPENAI_BASE_URL to this)", flush=True)
 
+    app = make_app(config)
+    gw = app[GATEWAY]
+
+    def settings() -> Server:
+        """The live ``server`` section, with ``--grace`` over it."""
+        live = gw.config.server
+        if args.grace is None:
+            return live
+        return live.model_copy(update={"shutdown_grace_s": args.grace})
+
     loop = new_event_loop()
     try:
         loop.run_until_complete(
-            serve_until_stopped(make_app(config), host, port, settings=settings, on_started=started)
+            serve_until_stopped(app, host, port, settings=settings, on_started=started)
         )
     finally:
         loop.close()

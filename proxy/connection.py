@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
-from typing import Any
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import (
@@ -99,13 +98,21 @@ class ClientSite(web.BaseSite):
     """A TCP site serving ``ClientConnection``: ``web.TCPSite`` serves aiohttp's own
     ``RequestHandler``, and the runner's ``Server`` offers no way to choose the class."""
 
-    __slots__ = ("_handler_kwargs", "_host", "_port")
+    __slots__ = ("_header_timeout_s", "_host", "_port")
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, **handler_kwargs: Any) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        header_timeout_s: Callable[[], float],
+    ) -> None:
+        """``header_timeout_s`` is read for each new connection, so a reload applies to the
+        connections opened after it."""
         super().__init__(runner)
         self._host = host
         self._port = port
-        self._handler_kwargs = handler_kwargs
+        self._header_timeout_s = header_timeout_s
 
     @property
     def name(self) -> str:
@@ -116,7 +123,19 @@ class ClientSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None, "runner.setup() comes first"
-        factory = partial(ClientConnection, server, loop=loop, **self._handler_kwargs)
+
+        def connection() -> ClientConnection:
+            # the keep-alive timer is the header timeout: it closes a connection waiting for
+            # a request head, and aiohttp runs it per connection anyway (no cost per request)
+            timeout_s = self._header_timeout_s()
+            # access_log=None turns access logging off (aiohttp's annotation says Logger)
+            return ClientConnection(
+                server,
+                loop=loop,
+                keepalive_timeout=timeout_s,
+                access_log=None,  # type: ignore[arg-type]
+            )
+
         self._server = await loop.create_server(
-            factory, self._host, self._port, backlog=self._backlog, reuse_address=True
+            connection, self._host, self._port, backlog=self._backlog, reuse_address=True
         )

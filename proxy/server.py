@@ -49,16 +49,22 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+Settings = Callable[[], Server]
+"""The ``server`` section as it is now (reload swaps it): read for each new connection and at
+the stop signal."""
+
+
+def _defaults() -> Server:
+    return Server()
+
+
 async def start(
-    app: web.Application, host: str, port: int, settings: Server | None = None
+    app: web.Application, host: str, port: int, settings: Settings = _defaults
 ) -> tuple[web.AppRunner, int]:
     """Start serving ``app``; returns the runner and the bound port (``port=0`` picks one)."""
-    settings = settings or Server()
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=CUT_TIMEOUT_S)
     await runner.setup()
-    site = ClientSite(
-        runner, host, port, keepalive_timeout=settings.header_timeout_s, access_log=None
-    )
+    site = ClientSite(runner, host, port, lambda: settings().header_timeout_s)
     await site.start()
     return runner, int(runner.addresses[0][1])
 
@@ -68,11 +74,10 @@ async def serve_until_stopped(
     host: str,
     port: int,
     *,
-    settings: Server | None = None,
+    settings: Settings = _defaults,
     on_started: Callable[[int], Awaitable[None] | None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (see the module docstring) and return."""
-    settings = settings or Server()
     runner, bound = await start(app, host, port, settings)
     stop, cut_now = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -86,7 +91,7 @@ async def serve_until_stopped(
             if asyncio.iscoroutine(result):
                 await result
         await stop.wait()
-        await drain(runner, settings.shutdown_grace_s, cut_now)
+        await drain(runner, settings().shutdown_grace_s, cut_now)
     finally:
         for sig in (*STOP_SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -35,7 +35,7 @@ async def served(upstream: Any) -> AsyncIterator[Callable[..., Awaitable[Connect
     async def serve(**settings: Any) -> Connect:
         fake: FakeUpstream = await upstream("up")
         config = Config.model_validate({"targets": [target(fake)], "server": settings})
-        runner, port = await start(make_app(config), "127.0.0.1", 0, config.server)
+        runner, port = await start(make_app(config), "127.0.0.1", 0, lambda: config.server)
         runners.append(runner)
 
         async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
