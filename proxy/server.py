@@ -114,6 +114,10 @@ async def drain(runner: web.AppRunner, grace_s: float, cut_now: asyncio.Event) -
     await asyncio.sleep(0)  # requests already read get their handlers started (as aiohttp)
     if runner.server is not None:
         runner.server.pre_shutdown()  # idle keep-alive connections close, busy ones after
+    # on_shutdown ends streams that are long-lived by design (/admin/events) before the wait,
+    # as in aiohttp's own order; runner.cleanup() sends it again, so its handlers are
+    # idempotent
+    await runner.app.shutdown()
     log.info(
         "shutting down: no new requests; waiting up to %gs for %d in flight",
         grace_s,

@@ -187,3 +187,20 @@ async def test_an_unanswered_request_at_the_deadline_gets_503(gateway: Any) -> N
     assert await gw.exit_code(GRACE_S + EXIT_MARGIN_S) == 0
     await client.close()
     assert "cut 0 open streams and 1 unanswered requests" in gw.output()
+
+
+async def test_an_open_admin_event_stream_does_not_hold_up_the_stop(gateway: Any) -> None:
+    """A client watching /admin/events gets a clean end of its stream at SIGTERM and the
+    process exits at once, not after the grace."""
+    gw = await gateway(grace_s=30)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(gw.base + "/admin/events") as resp,
+    ):
+        assert await asyncio.wait_for(resp.content.readline(), IO_TIMEOUT_S) == b": subscribed\n"
+        gw.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        await asyncio.wait_for(resp.read(), IO_TIMEOUT_S)
+    assert await gw.exit_code(EXIT_MARGIN_S) == 0
+    assert time.monotonic() - signalled < EXIT_MARGIN_S
+    assert "cut" not in gw.output()
