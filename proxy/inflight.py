@@ -65,8 +65,8 @@ class InFlight:
 
     def __init__(self) -> None:
         self._entries: set[Entry] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # made only while someone waits: no Event set/clear per request
+        self._idle: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -74,17 +74,20 @@ class InFlight:
     def enter(self, request: web.Request, task: asyncio.Task[object]) -> Entry:
         entry = request[ENTRY] = Entry(task, request)
         self._entries.add(entry)
-        self._idle.clear()
         return entry
 
     def leave(self, entry: Entry) -> None:
         self._entries.discard(entry)
-        if not self._entries:
-            self._idle.set()
+        if not self._entries and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     async def wait_idle(self) -> None:
         """Return once no request is in flight."""
-        await self._idle.wait()
+        if not self._entries:
+            return
+        if self._idle is None or self._idle.done():
+            self._idle = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._idle)  # a cancelled waiter leaves it for the others
 
     def cut(self) -> Cut:
         """End every request in flight now (each answers from its own task)."""
