@@ -34,8 +34,8 @@ CUT_TIMEOUT_S = 1.0
 """After the cut: how long cut requests get to write their error event, and aiohttp's
 ``shutdown_timeout`` (waited at most twice) for any handler still running after that."""
 EXIT_MARGIN_S = 5.0
-"""The most sidestep takes beyond its grace to exit (three times ``CUT_TIMEOUT_S`` plus closing the
-upstream sessions): deploy files wait at least ``grace + EXIT_MARGIN_S``."""
+"""The most sidestep takes beyond its grace to exit (three times ``CUT_TIMEOUT_S`` plus
+closing the upstream sessions): deploy files wait at least ``grace + EXIT_MARGIN_S``."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

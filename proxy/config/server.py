@@ -44,11 +44,12 @@ class Server(Section):
     ``header_timeout_s``: a connection must deliver a complete request head (request line and
     headers) within this long of opening, or of the end of its previous response; otherwise
     it is closed without an answer. It is also how long an idle keep-alive connection stays
-    open. Read at start.
+    open. A reload applies it to connections opened after it.
     ``body_timeout_s``: the whole request body must arrive within this long of its head;
     otherwise the request gets 408 and its connection is closed.
     ``shutdown_grace_s``: after SIGTERM/SIGINT, how long in-flight requests may finish before
-    the open ones are ended with an error (see ``proxy.server``)."""
+    the open ones are ended with an error (see ``proxy.server``); the value at the signal
+    counts."""
 
     header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
