@@ -14,6 +14,7 @@ from proxy.body_budget import BODY_BUDGET, BodyBudget, BodyBudgetGauge
 from proxy.clock import Clock, SystemClock
 from proxy.config import Config
 from proxy.gateway import GATEWAY, Gateway
+from proxy.inflight import install as install_inflight
 from proxy.metrics import add_metrics
 from proxy.middleware import client_auth, openai_errors
 from proxy.notify import notify_ctx
@@ -40,6 +41,7 @@ def make_app(
     app.middlewares.append(client_auth(lambda: _client_keys(gw)))
     app[GATEWAY] = gw
     app[BODY_BUDGET] = BodyBudget()
+    install_inflight(app, lambda: gw.config.server.body_timeout_s)
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
     app.cleanup_ctx.extend((audit_ctx(gw), notify_ctx(gw)))
     add_sessions(app, gw)

@@ -13,6 +13,7 @@ from proxy import __version__, cli_admin, cli_sessions
 from proxy.config import (
     Config,
     ConfigError,
+    Server,
     config_from_env,
     describe_targets,
     load_config,
@@ -41,6 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.app import make_app
+    from proxy.gateway import GATEWAY
     from proxy.server import new_event_loop, serve_until_stopped
 
     config = resolve_config(args.config)
@@ -58,10 +60,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         url = client_base_url(host, bound)
         print(f"listening on {url}  (set OPENAI_BASE_URL to this)", flush=True)
 
+    app = make_app(config)
+    gw = app[GATEWAY]
+
+    def settings() -> Server:
+        """The live ``server`` section, with ``--grace`` over it."""
+        live = gw.config.server
+        if args.grace is None:
+            return live
+        return live.model_copy(update={"shutdown_grace_s": args.grace})
+
     loop = new_event_loop()
     try:
         loop.run_until_complete(
-            serve_until_stopped(make_app(config), host, port, on_started=started)
+            serve_until_stopped(app, host, port, settings=settings, on_started=started)
         )
     finally:
         loop.close()
@@ -93,6 +105,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         loop.close()
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:  # also false for nan
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 3600], got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sidestep",
@@ -110,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--grace",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="after SIGTERM, how long in-flight requests may finish (server.shutdown_grace_s)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a config and print its targets (keys masked)")

@@ -41,9 +41,18 @@ def error_response(
     )
 
 
-def stream_error_frame(message: str, type_: str = "stream_interrupted") -> bytes:
+def stream_error_frame(
+    message: str, type_: str = "stream_interrupted", *, code: str | None = None
+) -> bytes:
     """The in-band error event an OpenAI SDK raises as ``APIError`` mid-stream."""
-    return b"data: " + error_body(message, type_) + b"\n\n"
+    return b"data: " + error_body(message, type_, code=code) + b"\n\n"
+
+
+def responses_error_frame(message: str, code: str) -> bytes:
+    """The Responses API's in-band ``error`` event (the SDK yields it as a
+    ``ResponseErrorEvent``)."""
+    frame = orjson.dumps({"type": "error", "code": code, "message": message, "param": None})
+    return b"event: error\ndata: " + frame + b"\n\n"
 
 
 class ClientRequestError(Exception):

@@ -89,7 +89,8 @@ OriginEntry = Annotated[str, StringConstraints(strict=True), AfterValidator(_ori
 
 
 class Server(Section):
-    """What the server answers to, as seen from a web browser.
+    """What the server answers to, as seen from a web browser, and how it treats client
+    connections.
 
     ``allowed_hosts``: ``Host`` values answered besides loopback names and addresses, the
     listen host and the address a connection arrived on: names, ``*.domain``, IP addresses
@@ -97,7 +98,19 @@ class Server(Section):
     else gets 421.
     ``cors_origins``: exact origins (``https://console.example.com``) whose pages may call
     the gateway; they get CORS headers naming that origin only. Empty by default: any other
-    request with an ``Origin`` whose host is not an allowed host gets 403."""
+    request with an ``Origin`` whose host is not an allowed host gets 403.
+    ``header_timeout_s``: a connection must deliver a complete request head (request line and
+    headers) within this long of opening, or of the end of its previous response; otherwise
+    it is closed without an answer. It is also how long an idle keep-alive connection stays
+    open. A reload applies it to connections opened after it.
+    ``body_timeout_s``: the whole request body must arrive within this long of its head;
+    otherwise the request gets 408 and its connection is closed.
+    ``shutdown_grace_s``: after SIGTERM/SIGINT, how long in-flight requests may finish before
+    the open ones are ended with an error (see ``proxy.server``); the value at the signal
+    counts."""
 
     allowed_hosts: tuple[HostEntry, ...] = ()
     cors_origins: tuple[OriginEntry, ...] = ()
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    shutdown_grace_s: float = Field(default=30.0, gt=0, le=3600)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from proxy.config import load_config
+from proxy.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
 from tests.deploy import dockerfile, envfile, tools
 from tests.deploy.served import DEPLOY, REPO
 
@@ -76,8 +77,11 @@ def test_sidestep_service_runs_the_image_with_the_config_directory(stack: dict[s
     mounts = binds(service)
     assert mounts[str(config_path.parent)] == DEPLOY / "config"
     assert (DEPLOY / "config" / config_path.name).is_file()
-    assert int(service["stop_grace_period"].rstrip("s")) >= 35
     config = load_config(DEPLOY / "config" / config_path.name)
+    assert config.server.shutdown_grace_s == DEFAULT_GRACE_S
+    # docker waits longer than sidestep's grace plus the time it takes to cut and exit
+    stop_grace = int(service["stop_grace_period"].rstrip("s"))
+    assert stop_grace >= config.server.shutdown_grace_s + EXIT_MARGIN_S
     volumes = {v["target"]: v["type"] for v in service["volumes"]}
     assert volumes.get(config.state_dir) == "volume", "state_dir (sessions) needs a volume"
     assert service["read_only"] is True

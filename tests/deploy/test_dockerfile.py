@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from proxy.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
 from tests.deploy import dockerfile, tools
 from tests.deploy.served import DEPLOY, REPO
 
@@ -62,6 +64,14 @@ def test_runs_as_a_non_root_user(stages: list[dockerfile.Stage]) -> None:
     assert user is not None, "no USER: the container would run as root"
     uid = user.split(":")[0]
     assert uid.isdigit() and int(uid) != 0, user
+
+
+def test_documented_stop_timeout_outlasts_the_shutdown_grace() -> None:
+    """The `docker run --stop-timeout` the Dockerfile documents is longer than sidestep's
+    default grace plus the time it takes to cut what is left and exit."""
+    timeouts = [int(n) for n in re.findall(r"--stop-timeout (\d+)", DOCKERFILE.read_text())]
+    assert timeouts
+    assert min(timeouts) >= DEFAULT_GRACE_S + EXIT_MARGIN_S
 
 
 def test_serves_8787_on_all_interfaces_with_the_mounted_config(

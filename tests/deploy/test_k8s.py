@@ -14,7 +14,8 @@ import orjson
 import pytest
 import yaml
 
-from proxy.config import parse_config
+from proxy.config import Config, parse_config
+from proxy.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
 from tests.deploy import dockerfile, envfile
 from tests.deploy.served import DEPLOY
 
@@ -22,7 +23,6 @@ K8S = DEPLOY / "k8s"
 # The oldest Kubernetes release we claim (every API used is GA there) and the newest schemas.
 OLDEST_K8S = "1.29"
 CRD_MODELS = "cloudcoil-models-prometheus-operator==0.80.1.0"
-GRACE_FOR_STREAMS_S = 30  # sidestep lets in-flight streams finish this long after SIGTERM
 
 
 def _manifests() -> dict[str, dict[str, Any]]:
@@ -166,12 +166,23 @@ def test_deployment_runs_two_probed_replicas() -> None:
     assert set(c["resources"]["requests"]) == {"cpu", "memory"}
 
 
+def configmap_config() -> Config:
+    """The ConfigMap's sidestep.yaml, validated, its ${VAR}s filled with test values."""
+    text = resource("ConfigMap")["data"]["sidestep.yaml"]
+    used = set(re.findall(r"\$\{(\w+)", text))
+    environ = {k: f"sk-test-{k.lower()}-0123" for k in used}
+    return parse_config(text, source="configmap.yaml", environ=environ)
+
+
 def test_termination_grace_outlasts_the_stream_drain() -> None:
-    """terminationGracePeriodSeconds covers the preStop pause plus sidestep's 30 s drain."""
+    """terminationGracePeriodSeconds covers the preStop pause plus sidestep's own grace (the
+    ConfigMap's server.shutdown_grace_s, the default) plus the time it takes to cut and exit."""
     pre_stop = container()["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     grace = pod_spec()["terminationGracePeriodSeconds"]
-    assert grace >= int(pre_stop[1]) + GRACE_FOR_STREAMS_S + 5
+    sidestep_grace = configmap_config().server.shutdown_grace_s
+    assert sidestep_grace == DEFAULT_GRACE_S
+    assert grace >= int(pre_stop[1]) + sidestep_grace + EXIT_MARGIN_S
 
 
 def test_pod_is_non_root_with_a_read_only_root_filesystem() -> None:
@@ -216,9 +227,7 @@ def test_config_map_is_a_valid_config_fed_by_the_secret() -> None:
     text = resource("ConfigMap")["data"]["sidestep.yaml"]
     used = set(re.findall(r"\$\{(\w+)", text))
     assert used and used <= set(env_keys), used - set(env_keys)
-    config = parse_config(
-        text, source="configmap.yaml", environ={k: f"sk-test-{k.lower()}-0123" for k in used}
-    )
+    config = configmap_config()
     assert config.listen.port == 8787
     volumes = {v["name"]: v for v in pod_spec()["volumes"]}
     writable = [m for m in container()["volumeMounts"] if "emptyDir" in volumes[m["name"]]]

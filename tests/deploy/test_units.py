@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from proxy.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
 from tests.deploy import envfile, unitfile
 from tests.deploy.served import DEPLOY, base_env, console_script
 
 UNIT = DEPLOY / "systemd" / "sidestep.service"
 PLIST = DEPLOY / "launchd" / "local.sidestep.plist"
-DRAIN_S = 35  # sidestep's 30 s stream drain plus a margin
+# sidestep's default grace after SIGTERM plus the most it takes beyond it to cut and exit
+DRAIN_S = DEFAULT_GRACE_S + EXIT_MARGIN_S
 
 
 def _home(tmp_path: Path, env_mode: int = 0o600) -> Path:
