@@ -77,6 +77,7 @@ class Lease:
     breaker: Breaker
     budget: KeyBudget
     keys_epoch: int
+    recheck: bool = False  # sent as a recheck of a suspect lane (see policies.health)
 
     @property
     def lane(self) -> LaneKey:
@@ -144,6 +145,9 @@ class Fleet:
             health=stats.health if stats else 1.0,
             latency_s=stats.latency_s if stats else None,
             failure_rate=self._failure_rate(breaker),
+            failed_at=stats.failed_at if stats else None,
+            suspect=stats.suspect if stats else False,
+            recheck_from=stats.recheck_from if stats else None,
         )
 
     def _failure_rate(self, breaker: Breaker | None) -> float:
@@ -184,7 +188,11 @@ class Fleet:
         budget = rt.budgets[view.key_index]
         budget.take(tokens)
         rt.in_flight += 1
-        return Lease(rt, view.key_index, model, permit, tokens, breaker, budget, rt.keys_epoch)
+        if view.recheck:
+            self._stats((rt.config.id, view.key_index, model)).recheck_started(now)
+        return Lease(
+            rt, view.key_index, model, permit, tokens, breaker, budget, rt.keys_epoch, view.recheck
+        )
 
     def _current(self, lease: Lease) -> bool:
         """Whether the lease's lane still exists as it was granted: its target was not
@@ -195,7 +203,11 @@ class Fleet:
     def succeeded(self, lease: Lease, ttfb_s: float, now: float) -> None:
         self.events.emit_all(lease.breaker.success(lease.permit, now))
         if self._current(lease):
-            self._stats(lease.lane).record(True, ttfb_s)
+            stats = self._stats(lease.lane)
+            stats.record(True, ttfb_s, now)
+            if lease.recheck:  # the lane serves again: its old failures no longer count
+                stats.recovered()
+                lease.breaker.forget_outcomes()
 
     def observe_headers(
         self, lease: Lease, headers: dict[str, str], wall_now: float, now: float
@@ -223,7 +235,7 @@ class Fleet:
         if plan.action.breaker is BreakerEffect.FAILURE:
             self.events.emit_all(breaker.failure(lease.permit, now))
             if current:
-                self._stats(lease.lane).record(False, None)
+                self._stats(lease.lane).record(False, None, now)
         else:
             self.events.emit_all(breaker.neutral(lease.permit))
         if not current:
@@ -245,7 +257,7 @@ class Fleet:
         """A failure after success was recorded (mid-stream): counts against the breaker."""
         self.events.emit_all(lease.breaker.failure(None, now))
         if self._current(lease):
-            self._stats(lease.lane).record(False, None)
+            self._stats(lease.lane).record(False, None, now)
 
     def neutral(self, lease: Lease) -> None:
         """Neither success nor failure: the client left, or the request itself was bad."""
@@ -253,6 +265,8 @@ class Fleet:
 
     def release(self, lease: Lease) -> None:
         lease.runtime.in_flight -= 1
+        if lease.recheck and self._current(lease):
+            self._stats(lease.lane).recheck_ended()
 
     def _stats(self, lane: LaneKey) -> LaneStats:
         stats = self.stats.get(lane)

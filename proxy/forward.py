@@ -95,7 +95,10 @@ def _plan(run: Run, view: LaneView, outcome: UpstreamOutcome) -> FailurePlan:
     gw = run.gw
     return plan_failure(
         outcome,
-        retries_done_on_lane=run.retries.get(view.lane_id, 0),
+        # a recheck is one attempt: a lane still failing gets no more than that per interval
+        retries_done_on_lane=gw.config.routing.retries_per_target
+        if view.recheck
+        else run.retries.get(view.lane_id, 0),
         is_preferred=not run.failed_lanes and not run.failed_targets,
         remaining_deadline_s=run.remaining_s(),
         routing=gw.config.routing,
