@@ -103,6 +103,14 @@ class Fleet:
         self.stats: dict[LaneKey, LaneStats] = {}
         self.cooldowns: Cooldowns[CooldownKey] = Cooldowns()
         self.events = events
+        # (target id, upstream model) that refused a prefill continuation: for as long as the
+        # process runs (or the target's config changes), continuations there use instructions
+        self.refuses_prefill: set[tuple[str, str]] = set()
+
+    def prefills(self, target: Target, model: str) -> bool:
+        """Whether a continuation for ``model`` on ``target`` is sent as a prefill: its
+        config says so and it has not refused one."""
+        return target.prefills(model) and (target.id, model) not in self.refuses_prefill
 
     # -- snapshot -------------------------------------------------------------------------
 
@@ -310,6 +318,7 @@ class Fleet:
 
     def _forget(self, target_id: str) -> None:
         self._rekey(target_id, {})
+        self.refuses_prefill = {k for k in self.refuses_prefill if k[0] != target_id}
         for key in self.cooldowns.active_keys():
             if key[0] == target_id:
                 self.cooldowns.clear(key)
@@ -338,6 +347,7 @@ class Fleet:
             }
             rt.keys_epoch += 1
         rt.key_disabled.clear()
+        self.refuses_prefill = {k for k in self.refuses_prefill if k[0] != target.id}
         rt.refresh(target)
 
     def _rekey(self, target_id: str, moves: dict[int, int]) -> None:
