@@ -77,7 +77,9 @@ class Lease:
     breaker: Breaker
     budget: KeyBudget
     keys_epoch: int
-    recheck: bool = False  # sent as a recheck of a suspect lane (see policies.health)
+    # set when sent as a recheck of a suspect lane (see policies.health): the lane's stats,
+    # held so the recheck ends on them even if a reload re-keyed the lane meanwhile
+    recheck: LaneStats | None = None
 
     @property
     def lane(self) -> LaneKey:
@@ -196,10 +198,11 @@ class Fleet:
         budget = rt.budgets[view.key_index]
         budget.take(tokens)
         rt.in_flight += 1
-        if view.recheck:
-            self._stats((rt.config.id, view.key_index, model)).recheck_started(now)
+        recheck = self._stats((rt.config.id, view.key_index, model)) if view.recheck else None
+        if recheck is not None:
+            recheck.recheck_started(now)
         return Lease(
-            rt, view.key_index, model, permit, tokens, breaker, budget, rt.keys_epoch, view.recheck
+            rt, view.key_index, model, permit, tokens, breaker, budget, rt.keys_epoch, recheck
         )
 
     def _current(self, lease: Lease) -> bool:
@@ -213,7 +216,7 @@ class Fleet:
         if self._current(lease):
             stats = self._stats(lease.lane)
             stats.record(True, ttfb_s, now)
-            if lease.recheck:  # the lane serves again: its old failures no longer count
+            if lease.recheck is not None:  # the lane serves again: its old failures no longer count
                 stats.recovered()
                 lease.breaker.forget_outcomes()
 
@@ -273,8 +276,8 @@ class Fleet:
 
     def release(self, lease: Lease) -> None:
         lease.runtime.in_flight -= 1
-        if lease.recheck and self._current(lease):
-            self._stats(lease.lane).recheck_ended()
+        if lease.recheck is not None:
+            lease.recheck.recheck_ended()
 
     def _stats(self, lane: LaneKey) -> LaneStats:
         stats = self.stats.get(lane)

@@ -3,6 +3,7 @@ and is sent at most one request per recheck interval while it is down (default s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy.cli_admin import explain
+from proxy.config import Config
 from tests.conftest import Running, target
 from tests.fakes import FakeClock, FakeUpstream, Reply, error
 
@@ -110,3 +112,44 @@ async def test_one_failed_request_does_not_leave_a_healthy_primary_unused(
     assert all(by == "fallback" for at, by in served.items() if at < back)
     assert all(by == "primary" for at, by in served.items() if at > back)
     assert primary.calls == 3 + sum(by == "primary" for by in served.values())
+
+
+@dataclass
+class Held(Reply):
+    """A scripted reply that is only answered once ``release`` is set."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        self.arrived.set()
+        await self.release.wait()
+        return await super().serve(request)
+
+
+async def test_a_reload_during_a_recheck_does_not_stop_later_rechecks(
+    upstream: Any, gateway: Any, clock: FakeClock
+) -> None:
+    """A recheck still in flight when a reload re-lists the target's keys ends cleanly: the
+    lane (its key moved by the reload) is rechecked again one interval later."""
+    primary, fallback = await upstream("primary"), await upstream("fallback")
+    primary.queue(*[error(503, "Service Unavailable") for _ in range(3)])
+    spec = target(primary, priority=1)
+    gw = await gateway([spec, target(fallback)])
+    assert await served_by(gw) == "fallback"
+    clock.advance(11)
+    held = Held(**vars(error(503, "still down")))
+    primary.queue(held)
+    recheck = asyncio.create_task(served_by(gw))
+    await asyncio.wait_for(held.arrived.wait(), 5)
+    keys = {"api_keys": [spec["api_key"], "sk-primary-second-key-0002"], "api_key": None}
+    new_targets = Config.model_validate({"targets": [{**spec, **keys}, target(fallback)]}).targets
+    try:
+        gw.gw.fleet.apply(new_targets, gw.gw.config.breaker, clock.monotonic())
+    finally:
+        held.release.set()
+    assert await recheck == "primary"  # failed over to the primary's new (trusted) key
+    clock.advance(11)
+    assert await served_by(gw) == "primary"
+    attempts = gw.gw.recent[-1].as_dict()["attempts"]
+    assert [(a["target"], a["key_index"]) for a in attempts] == [("primary", 0)]  # rechecked
