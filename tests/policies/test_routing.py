@@ -492,3 +492,44 @@ def test_failure_evidence_fades_with_age(make_lane: MakeLane) -> None:
     scores = {s.lane.target_id: s.score for s in choose(REQ, [fresh, old], DEFAULT, NOW).ranked}
     assert scores["a"] == pytest.approx(0.5 - 0.4)
     assert scores["b"] == pytest.approx((1 - 0.5 / 4) - 0.4 / 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lanes=st.lists(
+        st.fixed_dictionaries(
+            {
+                "target_id": st.sampled_from(["a", "b", "c", "d"]),
+                "priority": st.sampled_from([0.0, 1.0, 5.0]),
+                "suspect": st.booleans(),
+                "recheck_from": st.one_of(st.none(), st.floats(NOW - 30, NOW)),
+                "health": st.floats(0, 1),
+                "cooldown_until": st.one_of(st.none(), st.just(NOW + 5)),
+            }
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_suspect_lane_is_chosen_only_as_a_due_recheck_or_when_nothing_else_can_serve(
+    make_lane: MakeLane, lanes: list[dict[str, Any]]
+) -> None:
+    """While a trusted lane can serve, a suspect lane gets a request only as a due recheck of
+    at least the trusted choice's priority; with no trusted lane, suspects serve as usual."""
+    views = [make_lane(key_index=i, **fields) for i, fields in enumerate(lanes)]
+    decision = choose(REQ, views, DEFAULT, NOW)
+    eligible = [v for v in views if v.cooldown_until is None]
+    trusted = [v for v in eligible if not v.suspect]
+    chosen = decision.chosen
+    assert (chosen is None) == (not eligible)
+    if chosen is None:
+        return
+    if not trusted or not chosen.suspect:
+        assert not chosen.recheck and decision.note == ""
+        assert chosen.suspect == (not trusted)
+        return
+    assert chosen.recheck and decision.note.startswith(f"recheck of {chosen.target_id}")
+    assert chosen.recheck_from is not None
+    assert chosen.recheck_from + DEFAULT.recheck_interval_s <= NOW
+    assert chosen.priority >= decision.ranked[1].lane.priority  # the trusted lane's
+    assert not any(s.lane.suspect for s in decision.ranked[1:])
