@@ -282,6 +282,11 @@ class Breaker:
         self._release(permit)
         return ()
 
+    def forget_outcomes(self) -> None:
+        """Clear the failure-rate window, as closing does: the lane proved it recovered (a
+        recheck succeeded). State and the consecutive-failure count are kept."""
+        self._window.clear()
+
     def reset(self, now: float) -> Transitions:
         """Operator reset: close, zero the counters, clear the window."""
         self._cb.close()

@@ -17,6 +17,8 @@ applicable :class:`Exclusion` in this order::
     RATE_LIMIT_EXHAUSTED exhausted_until > now (the upstream reported 0 remaining)
     AT_CONCURRENCY      in_flight ≥ max_concurrency
     OUT_OF_BUDGET       the local rate budget has no room
+    AWAITING_RECHECK    the lane is suspect (its last outcome failed) and a lane that is
+                        not can serve; until = when its next recheck is due, if known
 
 then scores the rest::
 
@@ -24,8 +26,19 @@ then scores the rest::
             + w.priority·priority + (w.sticky if target_id == session_target)
 
 where ``latency_norm`` is the lane's latency over the largest known latency among the
-candidates (0 when unknown). Ranking is by score, then priority (both descending), then
-target_id, key_index and upstream model (ascending), so equal inputs give equal decisions.
+candidates (0 when unknown), and the failure evidence fades with its age (``failed_at``):
+``1 - health`` and ``failure_rate`` halve every ``settings.health_half_life_s`` seconds, so a
+lane that failed long ago scores as recovered. Ranking is by score, then priority (both
+descending), then target_id, key_index and upstream model (ascending), so equal inputs give
+equal decisions.
+
+Rechecks: suspect lanes are held back (AWAITING_RECHECK) only while a lane that is not
+suspect can serve; otherwise they compete like any other. A held-back lane whose recheck is
+due (``recheck_from + settings.recheck_interval_s ≤ now``) and whose priority is at least
+that of the best-ranked lane is chosen instead, as a *recheck*: the highest priority such
+lane (then rank order), returned with ``recheck=True``. The shell sends it one attempt
+without same-lane retries; the lane's recheck timer keeps that to one in flight and one per
+``routing.recheck_interval_s``.
 "No lane" is a :class:`Decision` with ``chosen=None`` carrying the rejections, never an
 exception. ``Exclusion.DEADLINE`` is never produced here: the shell uses it when the
 request's deadline leaves no time to try a lane.
@@ -34,11 +47,12 @@ request's deadline leaves no time to try a lane.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from policies.breaker import BreakerState
-from policies.settings import RoutingSettings, Weights
+from policies.health import decayed
+from policies.settings import RoutingSettings
 
 __all__ = [
     "Decision",
@@ -78,6 +92,7 @@ class Exclusion(Enum):
     OUT_OF_BUDGET = "out_of_budget"
     RATE_LIMIT_EXHAUSTED = "rate_limit_exhausted"
     FAILED_THIS_REQUEST = "failed_this_request"
+    AWAITING_RECHECK = "awaiting_recheck"
     DEADLINE = "deadline"
 
 
@@ -102,6 +117,7 @@ _NOT_LOAD = frozenset(
         Exclusion.NO_CAPABILITY,
         Exclusion.CONTEXT_TOO_SMALL,
         Exclusion.FAILED_THIS_REQUEST,
+        Exclusion.AWAITING_RECHECK,  # only ever given while another lane serves
     }
 )
 
@@ -113,7 +129,11 @@ class LaneView:
     Times (``cooldown_until``, ``exhausted_until``) are monotonic seconds; ``*_in_s`` are
     seconds from now; ``health`` and ``failure_rate`` are in [0, 1]; ``latency_s`` is the
     time-to-first-byte EWMA in seconds. ``upstream_model`` None = the target does not serve
-    the requested model; ``context_window`` None = unknown.
+    the requested model; ``context_window`` None = unknown. ``failed_at`` is the monotonic
+    time of the lane's last failure (None: never, or unknown; then nothing fades),
+    ``suspect`` whether its last outcome failed, ``recheck_from`` what the recheck interval
+    counts from (its last failure or recheck; None: not suspect, or a recheck is in flight).
+    ``recheck`` is set only on a decision's ``chosen`` lane, when it was chosen as a recheck.
     """
 
     target_id: str
@@ -137,6 +157,10 @@ class LaneView:
     health: float
     latency_s: float | None
     failure_rate: float
+    failed_at: float | None = None
+    suspect: bool = False
+    recheck_from: float | None = None
+    recheck: bool = False
 
     @property
     def lane_id(self) -> str:
@@ -185,12 +209,14 @@ class Scored:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The outcome of :func:`choose` at ``at`` (monotonic seconds)."""
+    """The outcome of :func:`choose` at ``at`` (monotonic seconds). ``note`` says in words
+    why ``chosen`` was picked over the best-scored lane (a recheck), else it is empty."""
 
     chosen: LaneView | None
     ranked: tuple[Scored, ...]
     rejections: tuple[Rejection, ...]
     at: float
+    note: str = ""
 
     def retry_after_s(self, now: float) -> float | None:
         """Seconds from ``now`` until the earliest rejected lane's exclusion ends; None when
@@ -228,8 +254,8 @@ class Decision:
         return max(0.0, min(waits)) if waits else None
 
     def summary(self) -> dict[str, object]:
-        """A JSON-able digest for logs and the admin API."""
-        return {
+        """A JSON-able digest for logs and the admin API (``note`` only when there is one)."""
+        digest: dict[str, object] = {
             "at": self.at,
             "chosen": None if self.chosen is None else self.chosen.lane_id,
             "ranked": [{"lane": s.lane.lane_id, "score": round(s.score, 6)} for s in self.ranked],
@@ -238,6 +264,9 @@ class Decision:
                 for r in self.rejections
             ],
         }
+        if self.note:
+            digest["note"] = self.note
+        return digest
 
 
 def _operator_exclusion(lane: LaneView) -> Exclusion | None:
@@ -297,14 +326,23 @@ def _rejection(lane: LaneView, request: RequestFeatures, now: float) -> Rejectio
     return Rejection(lane.target_id, lane.key_index, timed[0], timed[1])
 
 
-def _score(lane: LaneView, max_latency_s: float | None, w: Weights, sticky: bool) -> float:
+def _score(
+    lane: LaneView,
+    max_latency_s: float | None,
+    settings: RoutingSettings,
+    sticky: bool,
+    now: float,
+) -> float:
+    w = settings.weights
     latency_norm = 0.0
     if lane.latency_s is not None and max_latency_s:
         latency_norm = lane.latency_s / max_latency_s
+    age_s = None if lane.failed_at is None else now - lane.failed_at
+    half_life_s = settings.health_half_life_s
     return (
-        w.health * lane.health
+        w.health * (1.0 - decayed(1.0 - lane.health, age_s, half_life_s))
         - w.latency * latency_norm
-        - w.failure * lane.failure_rate
+        - w.failure * decayed(lane.failure_rate, age_s, half_life_s)
         + w.priority * lane.priority
         + (w.sticky if sticky else 0.0)
     )
@@ -318,6 +356,51 @@ def _rank_key(scored: Scored) -> tuple[float, float, str, int, str]:
         lane.target_id,
         lane.key_index,
         lane.upstream_model or "",
+    )
+
+
+def _rank(
+    candidates: Sequence[LaneView],
+    request: RequestFeatures,
+    settings: RoutingSettings,
+    now: float,
+) -> list[Scored]:
+    latencies = [lane.latency_s for lane in candidates if lane.latency_s is not None]
+    max_latency_s = max(latencies) if latencies else None
+    sticky = request.session_target
+    scored = (
+        Scored(lane, _score(lane, max_latency_s, settings, lane.target_id == sticky, now))
+        for lane in candidates
+    )
+    return sorted(scored, key=_rank_key)
+
+
+def _due_at(lane: LaneView, settings: RoutingSettings) -> float | None:
+    """When the lane's next recheck is due (monotonic seconds); None while one is in flight."""
+    if lane.recheck_from is None:
+        return None
+    return lane.recheck_from + settings.recheck_interval_s
+
+
+def _recheck(
+    held: list[Scored], best: LaneView, settings: RoutingSettings, now: float
+) -> Scored | None:
+    """The held-back lane to recheck now, if any (see the module docstring)."""
+    due = [
+        s
+        for s in held
+        if (at := _due_at(s.lane, settings)) is not None
+        and at <= now
+        and s.lane.priority >= best.priority
+    ]
+    return max(due, key=lambda s: s.lane.priority, default=None)  # max keeps rank order on ties
+
+
+def _note(lane: LaneView, best: LaneView, now: float) -> str:
+    ago = "" if lane.failed_at is None else f" {now - lane.failed_at:.1f} s ago"
+    return (
+        f"recheck of {lane.target_id} ({lane.lane_id}): its last attempt failed{ago}; "
+        f"one request goes there instead of {best.lane_id} to see whether it recovered"
     )
 
 
@@ -336,19 +419,24 @@ def choose(
             candidates.append(lane)
         else:
             rejections.append(rejection)
-    latencies = [lane.latency_s for lane in candidates if lane.latency_s is not None]
-    max_latency_s = max(latencies) if latencies else None
-    ranked = sorted(
-        (
-            Scored(
-                lane,
-                _score(
-                    lane, max_latency_s, settings.weights, lane.target_id == request.session_target
-                ),
-            )
-            for lane in candidates
-        ),
-        key=_rank_key,
+    ranked = _rank(candidates, request, settings, now)
+    trusted = [s for s in ranked if not s.lane.suspect]
+    held = [s for s in ranked if s.lane.suspect] if trusted else []
+    ranked = trusted or ranked
+    note = ""
+    recheck = _recheck(held, ranked[0].lane, settings, now) if held else None
+    if recheck is not None:
+        note = _note(recheck.lane, ranked[0].lane, now)
+        held.remove(recheck)
+        ranked.insert(0, Scored(replace(recheck.lane, recheck=True), recheck.score))
+    rejections.extend(
+        Rejection(
+            s.lane.target_id,
+            s.lane.key_index,
+            Exclusion.AWAITING_RECHECK,
+            _due_at(s.lane, settings),
+        )
+        for s in held
     )
     rejections.sort(key=lambda r: (r.target_id, r.key_index, r.reason.value))
     return Decision(
@@ -356,4 +444,5 @@ def choose(
         ranked=tuple(ranked),
         rejections=tuple(rejections),
         at=now,
+        note=note,
     )

@@ -38,6 +38,10 @@ class RoutingSettings(_Section):
     max_targets_per_request: int = Field(default=3, ge=1, le=50)
     backoff: Backoff = Backoff()
     deadline_s: float = Field(default=600.0, gt=0)
+    recheck_interval_s: float = Field(default=10.0, gt=0)
+    """A lane whose last attempt failed gets one request per interval while another serves."""
+    health_half_life_s: float = Field(default=30.0, gt=0)
+    """Failure evidence (1 - health, failure rate) halves every this many seconds."""
 
 
 class BreakerSettings(_Section):
@@ -48,7 +52,7 @@ class BreakerSettings(_Section):
     failure_rate: float = Field(default=0.5, gt=0, le=1)
     window: int = Field(default=20, ge=1)
     min_calls: int = Field(default=10, ge=1)
-    open_s: float = Field(default=30.0, gt=0)
+    open_s: float = Field(default=10.0, gt=0)
     half_open_probes: int = Field(default=1, ge=1)
     success_threshold: int = Field(default=1, ge=1)
 
@@ -59,7 +63,7 @@ class CooldownSettings(_Section):
 
     rate_limited_s: float = Field(default=30.0, ge=0)
     quota_exhausted_s: float = Field(default=3600.0, ge=0)
-    overloaded_s: float = Field(default=15.0, ge=0)
+    overloaded_s: float = Field(default=10.0, ge=0)
     server_error_s: float = Field(default=5.0, ge=0)
     jitter: tuple[float, float] = (0.10, 0.25)
 

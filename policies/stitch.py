@@ -4,8 +4,9 @@ When an upstream dies after the client has received part of an answer, the shell
 target to continue it and relays the continuation on the same client stream. This module owns
 the pure pieces of that splice: what the client already has (``Transcript``), what a chunk
 says (``chunk_info``), the request that asks for a continuation (``continuation_request``),
-making continuation chunks look like the first segment's (``ChunkRewriter``) and usage
-accounting (``merge_usage``). Dropping text a continuation repeats is ``policies.overlap``.
+making continuation chunks look like the first segment's (``ChunkRewriter``), usage
+accounting (``merge_usage``) and telling a refused prefill (``prefill_refused``). Dropping
+text a continuation repeats is ``policies.overlap``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,21 @@ _TOKEN_LIMITS: Final = ("max_tokens", "max_completion_tokens")
 _T = TypeVar("_T")
 _D = TypeVar("_D")
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+# How providers word "the conversation may not end with an assistant message" (Anthropic:
+# "does not support assistant message prefill"; Mistral: "Expected last role User or Tool
+# (or Assistant with prefix True)"; others: "last message must be from the user", "final
+# message must be a user message", "continue_final_message").
+_PREFILL_WORDS: Final = (
+    b"prefill",
+    b"prefix",
+    b"last role",
+    b"last message",
+    b"final message",
+    b"final_message",
+    b"trailing assistant",
+    b"must end with",
+    b"ends with an assistant",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +301,16 @@ class ChunkRewriter:
             return call
         index = _as(call.get("index"), int, None)
         return dict(call) if index is None else {**call, "index": index + self._tool_offset}
+
+
+def prefill_refused(status: int | None, body: bytes) -> bool:
+    """Whether an upstream error answer to a prefill continuation refuses the prefill itself
+    (a trailing assistant message), so the same lane may take it as an instruction instead:
+    a 400 or 422 whose body (first 4 KiB, case-insensitive) uses the wording of one."""
+    if status not in (400, 422):
+        return False
+    text = body[:4096].lower()
+    return any(word in text for word in _PREFILL_WORDS)
 
 
 def merge_usage(segments: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:

@@ -240,6 +240,8 @@ def explain(record: dict[str, Any]) -> str:
         lines.append(
             f"  decision {i}: chose {decision.get('chosen') or 'nothing'}  ranked [{ranked}]"
         )
+        if decision.get("note"):
+            lines.append(f"    {decision['note']}")
         for rej in decision.get("rejections", []):
             lines.append(f"    left out {rej['lane']}: {rej['reason']}")
     for a in record.get("attempts", []):

@@ -77,6 +77,9 @@ class Lease:
     breaker: Breaker
     budget: KeyBudget
     keys_epoch: int
+    # set when sent as a recheck of a suspect lane (see policies.health): the lane's stats,
+    # held so the recheck ends on them even if a reload re-keyed the lane meanwhile
+    recheck: LaneStats | None = None
 
     @property
     def lane(self) -> LaneKey:
@@ -102,6 +105,14 @@ class Fleet:
         self.stats: dict[LaneKey, LaneStats] = {}
         self.cooldowns: Cooldowns[CooldownKey] = Cooldowns()
         self.events = events
+        # (target id, upstream model) that refused a prefill continuation: for as long as the
+        # process runs (or the target's config changes), continuations there use instructions
+        self.refuses_prefill: set[tuple[str, str]] = set()
+
+    def prefills(self, target: Target, model: str) -> bool:
+        """Whether a continuation for ``model`` on ``target`` is sent as a prefill: its
+        config says so and it has not refused one."""
+        return target.prefills(model) and (target.id, model) not in self.refuses_prefill
 
     # -- snapshot -------------------------------------------------------------------------
 
@@ -144,6 +155,9 @@ class Fleet:
             health=stats.health if stats else 1.0,
             latency_s=stats.latency_s if stats else None,
             failure_rate=self._failure_rate(breaker),
+            failed_at=stats.failed_at if stats else None,
+            suspect=stats.suspect if stats else False,
+            recheck_from=stats.recheck_from if stats else None,
         )
 
     def _failure_rate(self, breaker: Breaker | None) -> float:
@@ -184,7 +198,12 @@ class Fleet:
         budget = rt.budgets[view.key_index]
         budget.take(tokens)
         rt.in_flight += 1
-        return Lease(rt, view.key_index, model, permit, tokens, breaker, budget, rt.keys_epoch)
+        recheck = self._stats((rt.config.id, view.key_index, model)) if view.recheck else None
+        if recheck is not None:
+            recheck.recheck_started(now)
+        return Lease(
+            rt, view.key_index, model, permit, tokens, breaker, budget, rt.keys_epoch, recheck
+        )
 
     def _current(self, lease: Lease) -> bool:
         """Whether the lease's lane still exists as it was granted: its target was not
@@ -195,7 +214,11 @@ class Fleet:
     def succeeded(self, lease: Lease, ttfb_s: float, now: float) -> None:
         self.events.emit_all(lease.breaker.success(lease.permit, now))
         if self._current(lease):
-            self._stats(lease.lane).record(True, ttfb_s)
+            stats = self._stats(lease.lane)
+            stats.record(True, ttfb_s, now)
+            if lease.recheck is not None:  # the lane serves again: its old failures no longer count
+                stats.recovered()
+                lease.breaker.forget_outcomes()
 
     def observe_headers(
         self, lease: Lease, headers: dict[str, str], wall_now: float, now: float
@@ -223,7 +246,7 @@ class Fleet:
         if plan.action.breaker is BreakerEffect.FAILURE:
             self.events.emit_all(breaker.failure(lease.permit, now))
             if current:
-                self._stats(lease.lane).record(False, None)
+                self._stats(lease.lane).record(False, None, now)
         else:
             self.events.emit_all(breaker.neutral(lease.permit))
         if not current:
@@ -245,7 +268,7 @@ class Fleet:
         """A failure after success was recorded (mid-stream): counts against the breaker."""
         self.events.emit_all(lease.breaker.failure(None, now))
         if self._current(lease):
-            self._stats(lease.lane).record(False, None)
+            self._stats(lease.lane).record(False, None, now)
 
     def neutral(self, lease: Lease) -> None:
         """Neither success nor failure: the client left, or the request itself was bad."""
@@ -253,6 +276,8 @@ class Fleet:
 
     def release(self, lease: Lease) -> None:
         lease.runtime.in_flight -= 1
+        if lease.recheck is not None:
+            lease.recheck.recheck_ended()
 
     def _stats(self, lane: LaneKey) -> LaneStats:
         stats = self.stats.get(lane)
@@ -296,6 +321,7 @@ class Fleet:
 
     def _forget(self, target_id: str) -> None:
         self._rekey(target_id, {})
+        self.refuses_prefill = {k for k in self.refuses_prefill if k[0] != target_id}
         for key in self.cooldowns.active_keys():
             if key[0] == target_id:
                 self.cooldowns.clear(key)
@@ -324,6 +350,7 @@ class Fleet:
             }
             rt.keys_epoch += 1
         rt.key_disabled.clear()
+        self.refuses_prefill = {k for k in self.refuses_prefill if k[0] != target.id}
         rt.refresh(target)
 
     def _rekey(self, target_id: str, moves: dict[int, int]) -> None:

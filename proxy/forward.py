@@ -6,11 +6,16 @@ wait out a short cooldown, fail over, or return the upstream's answer — and do
 that. Everything happens before the first byte reaches the client; after it, the stream
 relay owns the request. When no lane is left the client gets one OpenAI-shaped 503 (or 429
 with Retry-After when waiting would help) naming every target and why it was left out.
+
+A continuation leg that can reword its request (``RetriesRefusal``: a continuation whose
+prefill was refused) is sent once more to the lane that answered it with an error meant for
+the client, before that lane is left.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -27,6 +32,14 @@ from proxy.run import Run
 from proxy.scrub import scrub
 
 MAX_DECISIONS_KEPT = 8
+
+
+@runtime_checkable
+class RetriesRefusal(Protocol):
+    """A leg that may answer a refusal by sending a reworded request to the same lane."""
+
+    def retry_refused(self, view: LaneView, outcome: UpstreamOutcome) -> bool:
+        """True to send the leg to ``view`` again after ``outcome`` (it rewords itself)."""
 
 
 async def route(run: Run, leg: Leg) -> web.StreamResponse | None:
@@ -84,7 +97,10 @@ async def _route(run: Run, leg: Leg) -> web.StreamResponse | None:
         if plan.step.step is Step.RETURN:
             if not leg.continuation:
                 return _upstream_answer(run, result, plan)
-            run.failed_lanes.add(picked.lane_id)  # e.g. a model that refuses the prefill
+            if isinstance(leg, RetriesRefusal) and leg.retry_refused(picked, result.outcome):
+                forced = picked  # e.g. a model that refuses the prefill takes an instruction
+                continue
+            run.failed_lanes.add(picked.lane_id)
         if plan.retries_here:
             run.retries[picked.lane_id] = run.retries.get(picked.lane_id, 0) + 1
             await gw.clock.sleep(plan.step.delay_s)
@@ -95,7 +111,10 @@ def _plan(run: Run, view: LaneView, outcome: UpstreamOutcome) -> FailurePlan:
     gw = run.gw
     return plan_failure(
         outcome,
-        retries_done_on_lane=run.retries.get(view.lane_id, 0),
+        # a recheck is one attempt: a lane still failing gets no more than that per interval
+        retries_done_on_lane=gw.config.routing.retries_per_target
+        if view.recheck
+        else run.retries.get(view.lane_id, 0),
         is_preferred=not run.failed_lanes and not run.failed_targets,
         remaining_deadline_s=run.remaining_s(),
         routing=gw.config.routing,

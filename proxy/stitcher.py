@@ -22,6 +22,7 @@ import orjson
 from aiohttp import web
 
 from policies.overlap import OverlapTrimmer
+from policies.routing import LaneView
 from policies.stitch import (
     ChunkRewriter,
     ToolCallDelta,
@@ -29,7 +30,9 @@ from policies.stitch import (
     chunk_info,
     continuation_request,
     merge_usage,
+    prefill_refused,
 )
+from policies.taxonomy import UpstreamOutcome
 from proxy.attempt import JsonAnswer
 from proxy.config import Target
 from proxy.events import StreamResumed
@@ -95,9 +98,20 @@ class Stitch:
         restart or corrupt the arguments."""
         return bool(self.transcript.tool_indexes())
 
+    def _prefill_targets(self) -> list[str]:
+        """Ids of the targets that would continue this request's model with a prefill."""
+        fleet, client_model = self.run.gw.fleet, self.run.creq.model
+        return [
+            rt.config.id
+            for rt in fleet.targets.values()
+            if (model := rt.config.upstream_model(client_model)) is not None
+            and fleet.prefills(rt.config, model)
+        ]
+
     def exclude_non_prefill(self) -> None:
+        prefill = set(self._prefill_targets())
         for rt in self.run.gw.fleet.targets.values():
-            if not rt.config.prefill:
+            if rt.config.id not in prefill:
                 self.run.failed_lanes.update(
                     f"{rt.config.id}#{i}" for i in range(len(rt.config.keys))
                 )
@@ -111,9 +125,7 @@ class Stitch:
             return "resume is off for this request (x-sidestep-resume: off)"
         if run.creq.endpoint is not Endpoint.CHAT or len(self.first.transcripts) > 1:
             return "only single-choice chat streams can be resumed"
-        if self.needs_prefill and not any(
-            rt.config.prefill for rt in run.gw.fleet.targets.values()
-        ):
+        if self.needs_prefill and not self._prefill_targets():
             return "interrupted inside a tool call and no target with prefill: true can continue it"
         if run.record.resumes >= streams.max_resumes:
             return f"gave up after {run.record.resumes} resume(s) (streams.max_resumes)"
@@ -171,17 +183,33 @@ class ContinuationLeg:
         self.stitch = stitch
         self.reason = reason
         self.result: SegmentResult | None = None
+        self.prefilled: set[tuple[str, str]] = set()  # (target, model) sent a prefill
 
     def body_for(self, target: Target, model: str) -> bytes:
         stitch = self.stitch
+        prefill = stitch.run.gw.fleet.prefills(target, model)
+        if prefill:
+            self.prefilled.add((target.id, model))
         body = continuation_request(
             stitch.run.creq.obj,
             stitch.transcript,
-            prefill=target.prefill,
+            prefill=prefill,
             produced_tokens=stitch.transcript.chars // 4,
         )
         body["model"] = model
         return orjson.dumps(body)
+
+    def retry_refused(self, view: LaneView, outcome: UpstreamOutcome) -> bool:
+        """Whether to send this continuation once more to the lane that just refused it: yes
+        when it refused the prefill (a 400 about the trailing assistant message) and the
+        answer can go as an instruction instead (no tool call is open). The refusal is
+        remembered, so later continuations there are instructions from the start."""
+        key = (view.target_id, view.upstream_model or self.stitch.run.creq.model)
+        if key not in self.prefilled or not prefill_refused(outcome.status, outcome.body):
+            return False
+        self.prefilled.discard(key)
+        self.stitch.run.gw.fleet.refuses_prefill.add(key)
+        return not self.stitch.needs_prefill
 
     async def on_stream(self, run: Run, lease: Lease, resp: UpstreamResponse) -> web.StreamResponse:
         stitch = self.stitch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -141,6 +142,10 @@ class Target(Section):
     """Tokens; ``None`` when unknown."""
     prefill: bool = False
     """Whether the upstream continues a trailing assistant message (used to resume)."""
+    prefill_models: dict[Annotated[StrictStr, StringConstraints(min_length=1)], bool] = Field(
+        default_factory=dict
+    )
+    """``prefill`` per upstream model name or fnmatch pattern; see :meth:`prefills`."""
     headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
     """Extra headers sent upstream, e.g. ``HTTP-Referer`` for OpenRouter."""
     timeouts: TargetTimeouts = TargetTimeouts()
@@ -204,6 +209,17 @@ class Target(Section):
     def upstream_model(self, client_model: str) -> str | None:
         """The model name to send upstream for ``client_model``; ``None`` if not served."""
         return self._matcher.upstream(client_model)
+
+    def prefills(self, upstream_model: str) -> bool:
+        """Whether ``upstream_model`` takes a prefill: its literal ``prefill_models`` entry,
+        else the first matching pattern there (in the order written), else ``prefill``."""
+        found = self.prefill_models.get(upstream_model)
+        if found is not None:
+            return found
+        for pattern, value in self.prefill_models.items():
+            if fnmatchcase(upstream_model, pattern):
+                return value
+        return self.prefill
 
     def listed_models(self) -> tuple[str, ...]:
         """Literal client-facing names (list entries or mapping keys), patterns excluded."""

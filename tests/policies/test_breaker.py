@@ -334,3 +334,13 @@ def test_half_open_never_exceeds_its_probes(
             assert t.from_state is last_state
             last_state = t.to_state
         assert sum(p.probe for p in outstanding) == breaker.probes_in_flight <= probes
+
+
+def test_forget_outcomes_clears_the_rate_window_only(clock: FakeClock) -> None:
+    """A recovered lane's old failures leave the rate window; state and streak are kept."""
+    breaker = Breaker("t", CONSECUTIVE)
+    fail_n(breaker, 2, clock.now)
+    breaker.forget_outcomes()
+    assert (breaker.window.calls, breaker.window.failure_rate) == (0, 0.0)
+    assert breaker.state(clock.now) is CLOSED
+    assert fail_n(breaker, 1, clock.now)[0].to_state is OPEN  # the streak of 3 completes

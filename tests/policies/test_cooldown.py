@@ -43,7 +43,7 @@ H = RateLimitHints
         (E.QUOTA_EXHAUSTED, H(), 3600.0),
         (E.QUOTA_EXHAUSTED, H(retry_after_s=60.0), 3600.0),
         (E.QUOTA_EXHAUSTED, H(retry_after_s=7200.0), 7200.0),
-        (E.OVERLOADED, H(), 15.0),
+        (E.OVERLOADED, H(), 10.0),
         (E.OVERLOADED, H(retry_after_s=2.0), 2.0),
         (E.TRANSIENT_SERVER_FAILURE, H(retry_after_s=100.0), 100.0),
         (E.TRANSIENT_SERVER_FAILURE, H(), 5.0),

@@ -421,3 +421,115 @@ def test_cooling_lane_never_chosen_before_its_end(
     decision = choose(RequestFeatures(session_target="a"), [cooling, other], DEFAULT, now)
     assert decision.chosen is not None
     assert (decision.chosen.target_id == "a") == (now >= until)
+
+
+# -- rechecks and fading evidence ---------------------------------------------------------
+
+
+def suspect(make_lane: MakeLane, failed_at: float, **overrides: Any) -> LaneView:
+    """A lane whose last outcome failed at ``failed_at`` (its recheck timer counts from it)."""
+    fields: dict[str, Any] = {"health": 0.512, "failed_at": failed_at, "recheck_from": failed_at}
+    return make_lane(suspect=True, **{**fields, **overrides})
+
+
+def test_a_suspect_lane_waits_for_its_recheck_while_another_serves(make_lane: MakeLane) -> None:
+    """A lane whose last attempt failed is held back until its recheck is due, whatever score."""
+    primary = suspect(make_lane, NOW - 3, target_id="primary", priority=100.0)
+    fallback = make_lane(target_id="fallback")
+    decision = choose(REQ, [primary, fallback], DEFAULT, NOW)
+    assert decision.chosen is not None and decision.chosen.target_id == "fallback"
+    assert decision.rejections == (
+        Rejection("primary", 0, X.AWAITING_RECHECK, NOW - 3 + DEFAULT.recheck_interval_s),
+    )
+    assert not decision.chosen.recheck and decision.note == ""
+
+
+def test_a_due_recheck_sends_one_request_to_the_higher_priority_lane(make_lane: MakeLane) -> None:
+    """Once the interval passed, the suspect primary gets the request and the record says why."""
+    primary = suspect(make_lane, NOW - 10, target_id="primary", priority=1.0)
+    fallback = make_lane(target_id="fallback")
+    decision = choose(REQ, [primary, fallback], DEFAULT, NOW)
+    assert decision.chosen is not None and decision.chosen.target_id == "primary"
+    assert decision.chosen.recheck
+    assert decision.note.startswith("recheck of primary (primary#0)")
+    assert decision.summary()["note"] == decision.note
+    assert [s.lane.target_id for s in decision.ranked] == ["primary", "fallback"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rechecked"),
+    [
+        ({"recheck_from": None}, False),  # a recheck is in flight
+        ({"recheck_from": NOW - 9.9}, False),  # not yet due
+        ({"priority": -1.0}, False),  # a lesser lane waits until it is needed
+        ({"priority": 0.0}, True),  # an equal one is rechecked (load-balanced pairs)
+    ],
+    ids=["in-flight", "not-due", "lower-priority", "equal-priority"],
+)
+def test_recheck_rules(make_lane: MakeLane, overrides: dict[str, Any], rechecked: bool) -> None:
+    """One recheck in flight at a time, one per interval, never for a lesser lane."""
+    held = suspect(make_lane, NOW - 20, target_id="a", **overrides)
+    decision = choose(REQ, [held, make_lane(target_id="b")], DEFAULT, NOW)
+    assert decision.chosen is not None
+    assert (decision.chosen.target_id == "a") is rechecked
+    assert decision.chosen.recheck is rechecked
+
+
+def test_suspect_lanes_serve_when_no_other_lane_can(make_lane: MakeLane) -> None:
+    """A single-provider setup keeps using its only (suspect) lane, as a normal choice."""
+    only = suspect(make_lane, NOW - 1, target_id="only")
+    other = make_lane(target_id="other", cooldown_until=NOW + 30)
+    decision = choose(REQ, [only, other], DEFAULT, NOW)
+    assert decision.chosen is not None and decision.chosen.target_id == "only"
+    assert not decision.chosen.recheck
+
+
+def test_failure_evidence_fades_with_age(make_lane: MakeLane) -> None:
+    """A lane that failed long ago scores as recovered: 1 - health halves every half-life."""
+    half = DEFAULT.health_half_life_s
+    fresh = make_lane(target_id="a", health=0.5, failure_rate=0.4, failed_at=NOW)
+    old = make_lane(target_id="b", health=0.5, failure_rate=0.4, failed_at=NOW - 2 * half)
+    scores = {s.lane.target_id: s.score for s in choose(REQ, [fresh, old], DEFAULT, NOW).ranked}
+    assert scores["a"] == pytest.approx(0.5 - 0.4)
+    assert scores["b"] == pytest.approx((1 - 0.5 / 4) - 0.4 / 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lanes=st.lists(
+        st.fixed_dictionaries(
+            {
+                "target_id": st.sampled_from(["a", "b", "c", "d"]),
+                "priority": st.sampled_from([0.0, 1.0, 5.0]),
+                "suspect": st.booleans(),
+                "recheck_from": st.one_of(st.none(), st.floats(NOW - 30, NOW)),
+                "health": st.floats(0, 1),
+                "cooldown_until": st.one_of(st.none(), st.just(NOW + 5)),
+            }
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_suspect_lane_is_chosen_only_as_a_due_recheck_or_when_nothing_else_can_serve(
+    make_lane: MakeLane, lanes: list[dict[str, Any]]
+) -> None:
+    """While a trusted lane can serve, a suspect lane gets a request only as a due recheck of
+    at least the trusted choice's priority; with no trusted lane, suspects serve as usual."""
+    views = [make_lane(key_index=i, **fields) for i, fields in enumerate(lanes)]
+    decision = choose(REQ, views, DEFAULT, NOW)
+    eligible = [v for v in views if v.cooldown_until is None]
+    trusted = [v for v in eligible if not v.suspect]
+    chosen = decision.chosen
+    assert (chosen is None) == (not eligible)
+    if chosen is None:
+        return
+    if not trusted or not chosen.suspect:
+        assert not chosen.recheck and decision.note == ""
+        assert chosen.suspect == (not trusted)
+        return
+    assert chosen.recheck and decision.note.startswith(f"recheck of {chosen.target_id}")
+    assert chosen.recheck_from is not None
+    assert chosen.recheck_from + DEFAULT.recheck_interval_s <= NOW
+    assert chosen.priority >= decision.ranked[1].lane.priority  # the trusted lane's
+    assert not any(s.lane.suspect for s in decision.ranked[1:])

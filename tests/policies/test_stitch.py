@@ -25,6 +25,7 @@ from policies.stitch import (
     chunk_info,
     continuation_request,
     merge_usage,
+    prefill_refused,
 )
 
 # Distinct short words, none a prefix or suffix of another and none starting with a repeated
@@ -638,3 +639,22 @@ def test_relay_of_20000_chunks_is_linear() -> None:
     assert splitter.bytes_scanned <= len(stream) + 3 * feeds
     assert transcript.chunks == 20_000
     assert transcript.text() == "".join(f"w{n} " for n in range(20_000))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "refused"),
+    [
+        (400, b"This model does not support assistant message prefill.", True),
+        (400, b"Expected last role User or Tool (or Assistant with prefix True)", True),
+        (422, b"The final message must be a user message", True),
+        (400, b"The conversation must END WITH a user message", True),
+        (400, b"context_length_exceeded: too many tokens", False),
+        (500, b"prefill backend crashed", False),
+        (None, b"", False),
+    ],
+)
+def test_prefill_refused_knows_the_wording_of_a_refused_prefill(
+    status: int | None, body: bytes, refused: bool
+) -> None:
+    """Only a 400/422 that talks about the trailing assistant message is a prefill refusal."""
+    assert prefill_refused(status, body) is refused

@@ -62,7 +62,7 @@ async def test_breaker_opens_probes_once_and_closes_when_the_target_heals(
     for calls in (1, 2, 3):
         assert await served_by(gw) == "backup"
         assert bad.calls == calls
-        clock.advance(7)  # past the 5 s (+25 %) server-error cooldown
+        clock.advance(11)  # past the 10 s recheck interval (and the 5 s + 25 % cooldown)
     assert breaker_state(gw, "bad") is BreakerState.OPEN
 
     for _ in range(3):  # open: never contacted, however often asked

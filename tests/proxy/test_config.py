@@ -671,3 +671,23 @@ def test_target_lookup() -> None:
     config = parse(MINIMAL)
     assert config.target("local") is config.targets[0]
     assert config.target("nope") is None
+
+
+def test_prefill_per_model_overrides_the_target_default() -> None:
+    """prefill_models: a literal name wins, then patterns in order, else the target's prefill."""
+    t = target(prefill=True, prefill_models={"o3-*": False, "o3-mini": True, "*-nano": False})
+    assert [t.prefills(m) for m in ("o3-mini", "o3-pro", "gpt-nano", "claude")] == [
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert not target().prefills("any")
+
+
+def test_prefill_models_rejects_bad_entries() -> None:
+    """An empty model name or a non-boolean value is refused with its path."""
+    with pytest.raises(ValidationError, match="prefill_models"):
+        target(prefill_models={"": True})
+    with pytest.raises(ValidationError, match="prefill_models"):
+        target(prefill_models={"m": "sometimes"})

@@ -28,11 +28,12 @@ PROMPT = "tell me a story"
 WORDS = 20
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
-# Breakers open on the second failure in a row; no retry on the same target, no cooldown
-# after a 500 — so two 500s in two requests open a breaker.
+# Breakers open on the second failure in a row; one retry on the same target without backoff,
+# no cooldown after a 500 — so a request that meets two 500s opens a breaker (a second request
+# would not reach the target: a lane whose request failed gets only rechecks).
 SECTIONS: dict[str, Any] = {
     "breaker": {"consecutive_failures": 2, "open_s": 300},
-    "routing": {"retries_per_target": 0},
+    "routing": {"retries_per_target": 1, "backoff": {"base_ms": 0}},
     "cooldown": {"server_error_s": 0},
 }
 
@@ -123,8 +124,8 @@ async def drive_scenario(client: Any, ups: dict[str, FakeUpstream]) -> None:
     await ask(client, "gpt-d")
     await ask(client, "gpt-a")  # limited: 429 → steady
     ups["flaky"].queue(error(500, "boom"), error(500, "boom"))
-    await ask(client, "gpt-b")  # flaky: 500 → steady
-    await ask(client, "gpt-b")  # flaky: 500 again, its breaker opens → steady
+    await ask(client, "gpt-b")  # flaky: 500, retried: 500, its breaker opens → steady
+    await ask(client, "gpt-b")  # flaky's breaker is open → steady
     assert await stream_text(client, "gpt-c") == canonical_text(PROMPT, WORDS)
     with pytest.raises(openai.APIStatusError) as rejected:
         await ask(client, "gpt-e")  # only limited serves it, and it said it has 0 left
@@ -222,7 +223,7 @@ async def test_scripted_traffic_fills_every_metric_with_the_contract_labels(
             to_target="steady",
             reason="transient_server_failure",
         )
-        == 2
+        == 1  # the second gpt-b request found flaky's breaker open: no attempt, no failover
     )
     resumes = found["sidestep_stream_resumes_total"]
     assert [(s.labels["target"], s.value) for s in resumes] == [("cutter", 1)]
