@@ -1,8 +1,8 @@
 """Fuzzing the client request reader through the real server (hypothesis): any body, content
 type, encoding and headers on any endpoint gets a success or an OpenAI-shaped 4xx — never a
 5xx from sidestep itself, never an exception logged by sidestep — and the gateway keeps
-serving. (aiohttp's own parser errors, such as an unsupported Content-Encoding, are the
-connection layer's: see the xfail below.)"""
+serving. (aiohttp's own parser errors, such as an unsupported Content-Encoding, are answered
+by the connection layer of the production server: that test starts one.)"""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxy.app import make_app
+from proxy.config import Config
+from proxy.server import start
 from tests.conftest import Running, target
 from tests.fakes import FakeUpstream
 from tests.proxy.sse_fuzz import examples, json_bytes, json_value
@@ -135,26 +138,32 @@ async def test_body_that_does_not_match_its_content_encoding_is_400(
     assert up.calls == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="aiohttp's parser answers these in plain text until parser errors are answered in "
-    "the OpenAI shape (#13.11, conn-lifecycle)",
-)
 @pytest.mark.parametrize(
     ("encoding", "body"),
     [("br", orjson.dumps(VALID)), ("deflate", b"\x00")],
     ids=["br-unsupported", "deflate-bad-at-eof"],
 )
 async def test_undecodable_body_found_by_the_parser_is_an_openai_shaped_4xx(
-    served: tuple[Running, FakeUpstream], encoding: str, body: bytes
+    upstream: Any, encoding: str, body: bytes
 ) -> None:
     """A Content-Encoding that aiohttp's parser itself rejects (unsupported, or bad only at
-    the end of the body) is an OpenAI-shaped 4xx too."""
-    gw, _ = served
-    hdrs = {"Content-Type": "application/json", "Content-Encoding": encoding}
-    status, raw = await post(gw, PATHS[0], body, hdrs)
+    the end of the body) is an OpenAI-shaped 4xx too — through the production server, whose
+    connection handler answers parser errors (the test server's does not)."""
+    up: FakeUpstream = await upstream("a")
+    config = Config.model_validate({"targets": [target(up, models=["m"])]})
+    runner, port = await start(make_app(config), "127.0.0.1", 0, lambda: config.server)
+    try:
+        hdrs = {"Content-Type": "application/json", "Content-Encoding": encoding}
+        async with (
+            aiohttp.ClientSession(skip_auto_headers=("Content-Type",)) as http,
+            http.post(f"http://127.0.0.1:{port}{PATHS[0]}", data=body, headers=hdrs) as resp,
+        ):
+            status, raw = resp.status, await resp.read()
+    finally:
+        await runner.cleanup()
     assert 400 <= status < 500
     assert_openai_error(raw)
+    assert up.calls == 0
 
 
 async def test_gateway_still_serves_after_the_fuzz(served: tuple[Running, FakeUpstream]) -> None:
