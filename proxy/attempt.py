@@ -1,30 +1,31 @@
-"""One attempt on one lane: lease it, send the request, and either serve the client or
-report a failure for the forwarder to plan around.
+"""One attempt on one lane: lease it, send the request, and hand back either the opened
+answer or what went wrong. Nothing here decides where to go next (``policies.lifecycle``).
 
-Nothing here decides where to go next. The lease taken from the fleet is settled exactly
-once — success at the first upstream byte, failure with the plan's breaker effect, or
-neutral when the client leaves first — and released in every case.
+The lease taken from the fleet is settled exactly once — success at the first upstream byte,
+failure with the plan's breaker effect (``Fleet.failed``, by the lifecycle), or neutral when
+the client leaves first. A failed attempt is closed and released at once; an ``Opened`` one
+keeps its upstream response and lease until its segment ends: the lifecycle closes it
+(``Opened.close``) before it chooses the next lane, so a continuation on the same lane finds
+the lane's concurrency slot free again.
 
 Success is a 2xx that keeps its endpoint's promise (``policies.answers``): an event stream
 to a streaming request, a proper JSON document otherwise. Anything else is a failure handed
-to the forwarder with what was seen — an error status with the start of its body, a
-redirect with only the host it named (the redirect itself is never followed), a 2xx with
-what was wrong with it — so it is retried or failed over like any other.
+back with what was seen — an error status with the start of its body, a redirect with only
+the host it named (the redirect itself is never followed), a 2xx with what was wrong with
+it — so it is retried or failed over like any other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
-
-from aiohttp import web
 
 from policies.answers import AnswerForm, BodyCheck, Problem, answer_form, check_body
 from policies.routing import LaneView
 from policies.taxonomy import Stage, UpstreamOutcome
-from proxy.config import Target
 from proxy.failures import UpstreamFailure
 from proxy.fleet import Lease
 from proxy.headers import upstream_headers
@@ -35,13 +36,8 @@ ERROR_BODY_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class Served:
-    response: web.StreamResponse
-
-
-@dataclass(frozen=True, slots=True)
 class Failed:
-    """The attempt failed before anything reached the client."""
+    """The attempt failed before anything reached the client (already closed and released)."""
 
     lease: Lease
     outcome: UpstreamOutcome
@@ -56,38 +52,33 @@ class JsonAnswer:
     usage: dict[str, Any] | None
 
 
-Skipped = None  # the breaker refused the lease after the decision (a race): choose again
-AttemptResult = Served | Failed | None
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A 2xx that kept its promise, still open: the upstream response (an event stream, or a
+    complete ``answer``) and the lease that holds the lane until ``close``."""
+
+    lease: Lease
+    resp: UpstreamResponse
+    answer: JsonAnswer | None
+    latency_s: float  # until the response headers (streams) or the whole body
+    _stack: AsyncExitStack
+
+    async def close(self) -> None:
+        """End the upstream response (an unfinished one drops its connection) and release
+        the lease."""
+        await self._stack.aclose()
 
 
-class Leg(Protocol):
-    """What one logical upstream request sends and does with a 2xx answer: the client's own
-    request, or a continuation of an interrupted stream."""
-
-    continuation: bool
-
-    def body_for(self, target: Target, model: str) -> bytes: ...
-
-    async def on_stream(self, run: Run, lease: Lease, resp: UpstreamResponse) -> web.StreamResponse:
-        """Serve an SSE answer (success is already recorded)."""
-
-    async def on_body(
-        self, run: Run, lease: Lease, resp: UpstreamResponse, answer: JsonAnswer
-    ) -> web.StreamResponse:
-        """Serve a complete (non-streamed) answer."""
-
-
-def upstream_request(run: Run, view: LaneView, model: str, leg: Leg) -> UpstreamRequest:
+def upstream_request(run: Run, view: LaneView, body: bytes, stream: bool) -> UpstreamRequest:
     target = run.gw.fleet.targets[view.target_id].config
     streams = run.gw.config.streams
     timeouts = target.timeouts
     key = target.keys[view.key_index]
-    stream = run.creq.stream or leg.continuation
     return UpstreamRequest(
         target_id=target.id,
         url=target.base_url + run.creq.endpoint.path,
         headers=upstream_headers(run.http.headers, key, target.headers),
-        body=leg.body_for(target, model),
+        body=body,
         connect_timeout_s=timeouts.connect_s or streams.connect_timeout_s,
         # a non-streaming answer's headers arrive with its whole body: minutes are normal
         first_byte_timeout_s=(timeouts.first_byte_s or streams.first_byte_timeout_s)
@@ -98,48 +89,50 @@ def upstream_request(run: Run, view: LaneView, model: str, leg: Leg) -> Upstream
     )
 
 
-async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
+async def open_attempt(
+    run: Run, view: LaneView, body: bytes, stream: bool
+) -> Opened | Failed | None:
+    """Send ``body`` to ``view``'s lane; None when the lane's breaker refused the lease
+    after the decision (a race: choose again)."""
     gw = run.gw
-    model = view.upstream_model or run.creq.model
     started = gw.clock.monotonic()
     lease = gw.fleet.lease(view, run.tokens, started)
     if lease is None:
-        return Skipped
-    settled = False
+        return None
+    stack = AsyncExitStack()
+    stack.callback(_release, run, lease)
     try:
-        async with gw.require_upstream().open(upstream_request(run, view, model, leg)) as resp:
-            ttfb_s = gw.clock.monotonic() - started
-            if not 200 <= resp.status < 300:
-                return Failed(lease, await _refusal(resp), gw.clock.monotonic() - started)
+        resp = await stack.enter_async_context(
+            gw.require_upstream().open(upstream_request(run, view, body, stream))
+        )
+        ttfb_s = gw.clock.monotonic() - started
+        if not 200 <= resp.status < 300:
+            outcome = await _refusal(resp)
+        else:
             _observe_hints(run, lease, resp)
-            stream_expected = run.creq.stream or leg.continuation
-            form, problem = answer_form(resp.headers.get("Content-Type", ""), stream_expected)
+            form, problem = answer_form(resp.headers.get("Content-Type", ""), stream)
             if form is AnswerForm.EVENT_STREAM:
                 gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
-                settled = True
-                run.note_attempt(lease, "ok", resp.status, ttfb_s)
-                return Served(await leg.on_stream(run, lease, resp))
-            body, check = await _judge(run, resp, problem)
-            if check.problem is not None:
-                failure = _broken_promise(resp, body, check.problem)
-                return Failed(lease, failure, gw.clock.monotonic() - started)
-            gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
-            settled = True
-            run.note_attempt(lease, "ok", resp.status, gw.clock.monotonic() - started)
-            return Served(await leg.on_body(run, lease, resp, JsonAnswer(body, check.usage)))
+                return Opened(lease, resp, None, ttfb_s, stack)
+            raw, check = await _judge(run, resp, problem)
+            if check.problem is None:
+                gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
+                answer = JsonAnswer(raw, check.usage)
+                return Opened(lease, resp, answer, gw.clock.monotonic() - started, stack)
+            outcome = _broken_promise(resp, raw, check.problem)
     except UpstreamFailure as exc:
-        if settled:
-            raise
         outcome = UpstreamOutcome(stage=exc.stage, timed_out=exc.timed_out, detail=exc.detail)
-        return Failed(lease, outcome, gw.clock.monotonic() - started)
-    except BaseException:
-        if not settled:  # the client left (cancellation) or we failed: no verdict on the lane
-            gw.fleet.neutral(lease)
-            settled = True
+    except BaseException:  # the client left (cancellation) or we failed: no verdict on the lane
+        gw.fleet.neutral(lease)
+        await stack.aclose()
         raise
-    finally:
-        gw.fleet.release(lease)
-        gw.admission.capacity_changed()
+    await stack.aclose()
+    return Failed(lease, outcome, gw.clock.monotonic() - started)
+
+
+def _release(run: Run, lease: Lease) -> None:
+    run.gw.fleet.release(lease)
+    run.gw.admission.capacity_changed()
 
 
 def _observe_hints(run: Run, lease: Lease, resp: UpstreamResponse) -> None:
@@ -229,4 +222,4 @@ def _broken_promise(resp: UpstreamResponse, body: bytes, problem: Problem) -> Up
     )
 
 
-__all__ = ["AttemptResult", "Failed", "JsonAnswer", "Leg", "Served", "attempt"]
+__all__ = ["Failed", "JsonAnswer", "Opened", "open_attempt"]

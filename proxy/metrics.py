@@ -238,7 +238,7 @@ class Metrics:
         rec = event.record
         target = rec.served_by or NO_TARGET
         model = self._model(rec.upstream_model or rec.client_model)
-        outcome = OUTCOMES.get(rec.outcome, "upstream_error")
+        outcome = OUTCOMES.get(rec.outcome or "upstream_error", "upstream_error")
         self.requests.get(target, model, rec.endpoint, outcome).inc()
         if rec.duration_s is not None:
             self.duration.get(target, rec.endpoint).observe(rec.duration_s)

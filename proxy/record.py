@@ -8,7 +8,18 @@ It holds no secrets and, unless content capture is on, no prompt or response tex
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class Outcome(StrEnum):
+    """How a request ended for its client; set once, by ``proxy.lifecycle``."""
+
+    OK = "ok"
+    CLIENT_ERROR = "client_error"  # the client's own mistake: 404 model, a 4xx returned as is
+    UPSTREAM_ERROR = "upstream_error"  # every target failed, or a stream could not be completed
+    REJECTED = "rejected"  # refused without trying an upstream (capacity, nothing eligible)
+    CLIENT_DISCONNECT = "client_disconnect"
 
 
 @dataclass(slots=True)
@@ -40,7 +51,7 @@ class RequestRecord:
     stream: bool
     started_wall: float
     workdir: str | None = None  # x-sidestep-workdir, for git isolation
-    outcome: str = "pending"  # ok | client_error | upstream_error | rejected | client_disconnect
+    outcome: Outcome | None = None  # None while the request runs
     status: int | None = None
     served_by: str | None = None
     upstream_model: str | None = None

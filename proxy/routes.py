@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -13,11 +12,9 @@ from aiohttp import web
 from policies.breaker import Breaker
 from policies.routing import LaneView, RequestFeatures, choose
 from proxy.body_budget import BODY_BUDGET
-from proxy.forward import route
 from proxy.gateway import GATEWAY, Gateway
-from proxy.inbound import ClientRequest, Endpoint, read_client_request
-from proxy.legs import InitialLeg
-from proxy.record import RequestFinished
+from proxy.inbound import Endpoint, read_client_request
+from proxy.lifecycle import serve
 from proxy.run import Run
 
 log = logging.getLogger("sidestep")
@@ -40,40 +37,9 @@ def proxy_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.S
                 session_header=gw.config.sessions.header,
                 hold=hold,
             )
-            return await _forward(gw, creq, request, endpoint)
+            return await serve(Run(gw, creq, request))
 
     return handle
-
-
-async def _forward(
-    gw: Gateway, creq: ClientRequest, request: web.Request, endpoint: Endpoint
-) -> web.StreamResponse:
-    """Route the request, record its outcome and emit ``RequestFinished``."""
-    run = Run(gw, creq, request)
-    try:
-        response = await route(run, InitialLeg(run))
-        assert response is not None, "the client's own leg always gets a response"
-        if run.record.outcome == "pending":
-            run.record.outcome = "ok" if response.status < 400 else "upstream_error"
-        run.record.status = run.record.status or response.status
-        return response
-    except BaseException as exc:
-        run.record.outcome = "client_disconnect" if _is_disconnect(exc) else "upstream_error"
-        raise
-    finally:
-        run.record.duration_s = round(gw.clock.monotonic() - run.started, 6)
-        if run.record.outcome not in ("ok", "client_error", "client_disconnect"):
-            log.warning(
-                "%s %s -> %s",
-                creq.request_id,
-                endpoint.value,
-                run.record.error or run.record.outcome,
-            )
-        gw.events.emit(RequestFinished(run.record))
-
-
-def _is_disconnect(exc: BaseException) -> bool:
-    return isinstance(exc, asyncio.CancelledError | ConnectionResetError)
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -1,11 +1,11 @@
-"""Per-request state while the forwarder works: what failed, what was tried, the deadline,
-the record being built. One ``Run`` per client request, never shared."""
+"""One client request while it is served: what it asked, its deadline, the record being
+built. One ``Run`` per client request, never shared; what was tried and what failed is the
+lifecycle's state (``policies.lifecycle``)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from policies.routing import RequestFeatures
 from proxy.fleet import Lease
 from proxy.gateway import Gateway
 from proxy.inbound import WORKDIR_HEADER, ClientRequest
@@ -25,15 +25,6 @@ class Run:
         self.tokens = creq.prompt_chars // CHARS_PER_TOKEN + (
             creq.max_output_tokens or DEFAULT_OUTPUT_TOKENS
         )
-        self.failed_lanes: set[str] = set()
-        self.failed_targets: set[str] = set()
-        self.avoid_models: set[str] = set()
-        self.min_context: int | None = None
-        self.retries: dict[str, int] = {}
-        # lane id -> when a lane that failed this request is back (monotonic), None when
-        # waiting does not cure its failure: decides between 429 + Retry-After and 503
-        self.back_at: dict[str, float | None] = {}
-        self.targets_tried: list[str] = []
         self.session_target = gw.pinned.get(creq.session or "default") or (
             gw.affinity.get(creq.session, self.started) if creq.session else None
         )
@@ -49,16 +40,6 @@ class Run:
 
     def remaining_s(self) -> float:
         return max(0.0, self.deadline - self.gw.clock.monotonic())
-
-    def features(self) -> RequestFeatures:
-        return RequestFeatures(
-            needs=self.creq.needs,
-            session_target=self.session_target,
-            failed_lanes=frozenset(self.failed_lanes),
-            failed_targets=frozenset(self.failed_targets),
-            avoid_models=frozenset(self.avoid_models),
-            min_context=self.min_context,
-        )
 
     def note_attempt(
         self, lease: Lease, error_class: str, status: int | None, latency_s: float

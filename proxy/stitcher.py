@@ -1,17 +1,12 @@
-"""The stream stitcher: when a chat stream breaks off after its first byte, continue the
-generation on the same or another target and splice it into the same client stream.
+"""The chat codec's stream side: keeping one chat stream whole across segments.
 
-The confirmed output lives in an append-only ``Transcript`` (O(1) per chunk). On an
-interruption the stitcher asks the router for a lane — through the same retry/failover loop
-as any request, as a continuation ``Leg`` — sends the original request plus the partial
-answer (as an assistant prefill where the target supports it, else with a short instruction
-to continue), and relays the continuation through ``ContinuationInspector``: same ``id`` and
-``created`` as the first chunk, no second role delta, the overlap a model repeats trimmed,
-usage summed over segments, exactly one finish_reason and one ``[DONE]``.
-
-Not stitched (an error event instead): a stream interrupted inside a tool call (arguments
-would be corrupted), ``n > 1``, ``streams.resume: false``, ``x-sidestep-resume: off``, and
-more than ``streams.max_resumes`` interruptions.
+The confirmed output lives in an append-only ``Transcript`` (O(1) per chunk). When the
+lifecycle (``policies.lifecycle``) resumes a cut stream, ``continuation_body`` is the
+original request plus the partial answer — as an assistant prefill where the lane takes one,
+else with a short instruction to continue — and ``ContinuationInspector`` splices the
+continuation into the client's stream: same ``id`` and ``created`` as the first chunk, no
+second role delta, the overlap a model repeats trimmed, usage summed over segments, exactly
+one finish_reason and one ``[DONE]``. Where and whether to resume is not decided here.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ import orjson
 from aiohttp import web
 
 from policies.overlap import OverlapTrimmer
-from policies.routing import LaneView
 from policies.stitch import (
     ChunkRewriter,
     ToolCallDelta,
@@ -30,56 +24,50 @@ from policies.stitch import (
     chunk_info,
     continuation_request,
     merge_usage,
-    prefill_refused,
 )
-from policies.taxonomy import UpstreamOutcome
-from proxy.attempt import JsonAnswer
-from proxy.config import Target
-from proxy.events import StreamResumed
+from proxy.errors import stream_error_frame
 from proxy.fleet import Lease
-from proxy.forward import route
-from proxy.inbound import Endpoint
 from proxy.record import SegmentRecord
-from proxy.relay import (
-    ChatInspector,
-    Ending,
-    SegmentResult,
-    Verdict,
-    parse_chat_event,
-    relay_segment,
-)
+from proxy.relay import ChatInspector, Inspector, SegmentResult, Verdict, parse_chat_event
 from proxy.run import Run
-from proxy.upstream import UpstreamResponse
 
 TAIL_CHARS = 400  # how much confirmed text the overlap trimmer compares against
+DONE = b"data: [DONE]\n\n"
 
 
-class Stitch:
-    """One chat stream being kept whole across segments."""
+class ChatStitch:
+    """One chat (or legacy completions) stream: a ``StreamCodec``."""
 
-    def __init__(
-        self,
-        run: Run,
-        out: web.StreamResponse,
-        lease: Lease,
-        first: ChatInspector,
-        result: SegmentResult,
-    ) -> None:
+    def __init__(self, run: Run, out: web.StreamResponse) -> None:
         self.run = run
         self.out = out
-        self.lease = lease
-        self.transcript = first.transcripts.get(0) or Transcript()
-        self.first = first
+        self.first = ChatInspector()
+        self.transcript = Transcript()
         self.rewriter: ChunkRewriter | None = None
-        if first.first_id is not None and first.first_created is not None:
-            self.rewriter = ChunkRewriter(first.first_id, first.first_created, 0)
-        self.usages: list[dict[str, Any] | None] = [first.usage]
+        self.usages: list[dict[str, Any] | None] = []
         options = run.creq.obj.get("stream_options")
         self.wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         self.usage_frame: bytes | None = None
-        self.gave_up = ""
-        self.interrupted: dict[str, int] = {}
-        self._note(lease, result, 0, self.transcript.chars)
+        self.lease: Lease | None = None
+
+    def inspector(self, continuation: bool) -> Inspector:
+        return ContinuationInspector(self) if continuation else self.first
+
+    def segment_ended(self, lease: Lease, inspector: Inspector, result: SegmentResult) -> None:
+        start = self.transcript.chars if self.lease is not None else 0
+        if inspector is self.first:
+            first = self.first
+            self.transcript = first.transcripts.get(0) or Transcript()
+            if first.first_id is not None and first.first_created is not None:
+                self.rewriter = ChunkRewriter(first.first_id, first.first_created, 0)
+            self.usages.append(first.usage)
+        elif isinstance(inspector, ContinuationInspector):
+            start = inspector.start
+            self.usages.append(inspector.usage)
+            if not result.ending.interrupted and self.wants_usage:
+                self.usage_frame = inspector.final_usage_frame()
+        self.lease = lease
+        self._note(lease, result, start, self.transcript.chars)
 
     def _note(self, lease: Lease, result: SegmentResult, start: int, end: int) -> None:
         self.run.record.segments.append(
@@ -92,160 +80,65 @@ class Stitch:
             self.usages[-1] = {"completion_tokens": estimate, "total_tokens": estimate}
 
     @property
-    def needs_prefill(self) -> bool:
-        """A stream cut after tool calls began can only be continued by a target that takes
-        the partial assistant message (with its tool calls) as a prefill; any other would
-        restart or corrupt the arguments."""
+    def in_tool_call(self) -> bool:
+        """Whether tool calls had begun: only a prefill can continue those without
+        restarting or corrupting the arguments."""
         return bool(self.transcript.tool_indexes())
 
-    def _prefill_targets(self) -> list[str]:
-        """Ids of the targets that would continue this request's model with a prefill."""
-        fleet, client_model = self.run.gw.fleet, self.run.creq.model
-        return [
-            rt.config.id
-            for rt in fleet.targets.values()
-            if (model := rt.config.upstream_model(client_model)) is not None
-            and fleet.prefills(rt.config, model)
-        ]
-
-    def exclude_non_prefill(self) -> None:
-        prefill = set(self._prefill_targets())
-        for rt in self.run.gw.fleet.targets.values():
-            if rt.config.id not in prefill:
-                self.run.failed_lanes.update(
-                    f"{rt.config.id}#{i}" for i in range(len(rt.config.keys))
-                )
-
-    def cannot_resume(self) -> str | None:
-        run = self.run
-        streams = run.gw.config.streams
-        if not streams.resume:
-            return "resume is off (streams.resume: false)"
-        if run.http.headers.get("x-sidestep-resume", "").strip().lower() == "off":
-            return "resume is off for this request (x-sidestep-resume: off)"
-        if run.creq.endpoint is not Endpoint.CHAT or len(self.first.transcripts) > 1:
-            return "only single-choice chat streams can be resumed"
-        if self.needs_prefill and not self._prefill_targets():
-            return "interrupted inside a tool call and no target with prefill: true can continue it"
-        if run.record.resumes >= streams.max_resumes:
-            return f"gave up after {run.record.resumes} resume(s) (streams.max_resumes)"
-        return None
-
-
-async def resume(stitch: Stitch, result: SegmentResult) -> SegmentResult:
-    """Continue the interrupted stream until it completes or cannot be continued; returns the
-    last segment's result (interrupted when the stitcher gave up, ``stitch.gave_up`` says why).
-
-    The interrupted lane is left out of the continuation while another lane can take it; it
-    is used again only when it is the sole lane left (a single-provider setup), and never
-    after it broke off twice in one request.
-    """
-    run = stitch.run
-    while result.ending.interrupted:
-        lease = stitch.lease
-        run.gw.fleet.interrupted(lease, run.gw.clock.monotonic())
-        lane = f"{lease.runtime.config.id}#{lease.key_index}"
-        stitch.interrupted[lane] = stitch.interrupted.get(lane, 0) + 1
-        why = stitch.cannot_resume()
-        if why is not None:
-            stitch.gave_up = f"{result.ending.value}; {why}"
-            return result
-        run.record.resumes += 1
-        run.failed_lanes.add(lane)
-        leg = await _continue(stitch, result.ending)
-        if leg.result is None and stitch.interrupted[lane] == 1:
-            run.failed_lanes.discard(lane)  # nothing else can continue it: try the same lane
-            leg = await _continue(stitch, result.ending)
-        if leg.result is None:
-            stitch.gave_up = f"{result.ending.value}; no target could continue the stream"
-            return result
-        result = leg.result
-    return result
-
-
-async def _continue(stitch: Stitch, reason: Ending) -> ContinuationLeg:
-    run = stitch.run
-    if stitch.needs_prefill:
-        stitch.exclude_non_prefill()
-    run.targets_tried.clear()
-    run.retries.clear()
-    leg = ContinuationLeg(stitch, reason)
-    await route(run, leg)
-    return leg
-
-
-class ContinuationLeg:
-    """A continuation request for ``stitch``; ``result`` is set once a segment was relayed."""
-
-    continuation = True
-
-    def __init__(self, stitch: Stitch, reason: Ending) -> None:
-        self.stitch = stitch
-        self.reason = reason
-        self.result: SegmentResult | None = None
-        self.prefilled: set[tuple[str, str]] = set()  # (target, model) sent a prefill
-
-    def body_for(self, target: Target, model: str) -> bytes:
-        stitch = self.stitch
-        prefill = stitch.run.gw.fleet.prefills(target, model)
-        if prefill:
-            self.prefilled.add((target.id, model))
+    def continuation_body(self, model: str, prefill: bool) -> bytes:
         body = continuation_request(
-            stitch.run.creq.obj,
-            stitch.transcript,
+            self.run.creq.obj,
+            self.transcript,
             prefill=prefill,
-            produced_tokens=stitch.transcript.chars // 4,
+            produced_tokens=self.transcript.chars // 4,
         )
         body["model"] = model
         return orjson.dumps(body)
 
-    def retry_refused(self, view: LaneView, outcome: UpstreamOutcome) -> bool:
-        """Whether to send this continuation once more to the lane that just refused it: yes
-        when it refused the prefill (a 400 about the trailing assistant message) and the
-        answer can go as an instruction instead (no tool call is open). The refusal is
-        remembered, so later continuations there are instructions from the start."""
-        key = (view.target_id, view.upstream_model or self.stitch.run.creq.model)
-        if key not in self.prefilled or not prefill_refused(outcome.status, outcome.body):
-            return False
-        self.prefilled.discard(key)
-        self.stitch.run.gw.fleet.refuses_prefill.add(key)
-        return not self.stitch.needs_prefill
+    async def finish(self) -> None:
+        run = self.run
+        self._account()
+        if self.usage_frame is not None:
+            await self.out.write(self.usage_frame)
+        if run.gw.config.streams.provenance_comment and run.record.resumes:
+            await self.out.write(provenance(run))
+        await self.out.write(DONE)
 
-    async def on_stream(self, run: Run, lease: Lease, resp: UpstreamResponse) -> web.StreamResponse:
-        stitch = self.stitch
-        previous = stitch.lease.runtime.config.id
-        start = stitch.transcript.chars
-        inspector = ContinuationInspector(stitch)
-        run.gw.events.emit(
-            StreamResumed(run.creq.request_id, previous, lease.runtime.config.id, self.reason.value)
-        )
-        result = await relay_segment(resp, stitch.out, inspector)
-        stitch.lease = lease
-        stitch.usages.append(inspector.usage)
-        stitch._note(lease, result, start, stitch.transcript.chars)
-        if (
-            not result.ending.interrupted
-            and stitch.wants_usage
-            and inspector.usage_chunk is not None
-        ):
-            stitch.usage_frame = inspector.final_usage_frame()
-        self.result = result
-        return stitch.out
+    async def fail(self, reason: str) -> None:
+        self._account()
+        message = f"the upstream stream was interrupted and could not be completed: {reason}"
+        await self.out.write(stream_error_frame(message))
 
-    async def on_body(
-        self, run: Run, lease: Lease, resp: UpstreamResponse, answer: JsonAnswer
-    ) -> web.StreamResponse:
-        self.result = SegmentResult(
-            Ending.NO_DONE, 0, False
-        )  # a non-stream answer cannot be spliced
-        return self.stitch.out
+    def _account(self) -> None:
+        self.run.record.usage = merge_usage(self.usages)
+        if self.lease is not None:
+            self.run.account_usage(self.lease)
+
+
+def provenance(run: Run) -> bytes:
+    """The ``: sidestep {...}`` comment naming each segment's target, model and span."""
+    segments = [
+        {
+            "target": s.target,
+            "model": s.model,
+            "chars": [s.start_char, s.end_char],
+            "ended": s.ended,
+        }
+        for s in run.record.segments
+    ]
+    return (
+        b": sidestep "
+        + orjson.dumps({"request_id": run.creq.request_id, "segments": segments})
+        + b"\n\n"
+    )
 
 
 class ContinuationInspector:
     """Rewrites a continuation's chunks into the client's stream (see the module docstring)."""
 
-    def __init__(self, stitch: Stitch) -> None:
+    def __init__(self, stitch: ChatStitch) -> None:
         self.stitch = stitch
+        self.start = stitch.transcript.chars
         text = stitch.transcript.text()
         self.trimmer = OverlapTrimmer(text[-TAIL_CHARS:], whole=text)
         self.finished = False

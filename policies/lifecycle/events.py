@@ -43,7 +43,7 @@ class Woke:
 
 @dataclass(frozen=True, slots=True)
 class CapacityWaited:
-    rejected: bool  # the admission queue was full
+    rejected: str | None = None  # why the admission queue refused the wait
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,8 @@ def _chose(state: Lifecycle, seen: LanesSeen, now: float) -> tuple[Lifecycle, Tr
     decision = choose(state.features(), lanes, state.settings.routing, now)
     chosen = decision.chosen
     state = replace(state, last_decision=decision)
+    served = any(lane.upstream_model is not None and lane.enabled for lane in lanes)
+    state = replace(state, model_served=served)
     if now >= state.facts.deadline:
         return _exhausted(state, decision, now, "the request's deadline has passed")
     if chosen is None:
@@ -133,9 +135,10 @@ def _only_busy(decision: Decision) -> bool:
 
 def _waited(state: Lifecycle, event: CapacityWaited, now: float) -> tuple[Lifecycle, Transition]:
     waited = now - state.facts.started >= state.settings.admission.queue_timeout_s
-    state = replace(state, waited=waited or event.rejected)
-    if event.rejected:
-        return _exhausted(state, state.last_decision, now, "the admission queue is full")
+    state = replace(state, waited=waited or event.rejected is not None)
+    if event.rejected is not None:
+        why = f"admission queue is full ({event.rejected})"
+        return _exhausted(state, state.last_decision, now, why)
     return state, Transition((), Choose())
 
 
@@ -145,9 +148,11 @@ def _failed(
     lane = event.lane
     lane_id = lane.lane_id
     settings = state.settings
+    # a recheck is one attempt: a lane still failing gets no more than that per interval
+    retries_done = settings.routing.retries_per_target if lane.recheck else 0
     plan = plan_failure(
         event.outcome,
-        retries_done_on_lane=state.retries.get(lane_id, 0),
+        retries_done_on_lane=max(retries_done, state.retries.get(lane_id, 0)),
         is_preferred=not state.failed_lanes and not state.failed_targets,
         remaining_deadline_s=max(0.0, state.facts.deadline - now),
         routing=settings.routing,
@@ -161,9 +166,11 @@ def _failed(
     effects: tuple[Effect, ...] = (RecordFailure(lane, plan),)
     leg = state.leg
     if leg is not None and leg.prefill and event.prefill_rejected:
-        state = replace(state, no_prefill=state.no_prefill | {lane_id}, leg=Continuation(False))
+        state = replace(state, no_prefill=state.no_prefill | {lane_id})
         effects += (RememberNoPrefill(lane),)
-        return state, Transition(effects, Attempt(lane, state.leg))
+        if not state.needs_prefill:  # an open tool call cannot go as an instruction
+            state = replace(state, leg=Continuation(False))
+            return state, Transition(effects, Attempt(lane, state.leg))
     if plan.step.step is Step.RETURN:
         if leg is None:
             return replace(state, phase=Phase.DONE), Transition(effects, Respond(lane, plan))
@@ -206,7 +213,7 @@ def _exhausted(
     last, plan = state.last, state.last_plan
     if decision is None:
         kind, retry_after = GiveUpKind.RATE_LIMITED, BUSY_RETRY_S
-    elif last is None and not _model_served(decision):
+    elif last is None and not state.model_served:
         kind, retry_after = GiveUpKind.NO_MODEL, None
     elif decision.chosen is not None:  # a lane is free, but this request's budget is spent
         kind, retry_after = GiveUpKind.UNAVAILABLE, None
@@ -214,13 +221,6 @@ def _exhausted(
         retry_after = decision.wait_s(now, state.back_at.values(), BUSY_RETRY_S)
         kind = GiveUpKind.UNAVAILABLE if retry_after is None else GiveUpKind.RATE_LIMITED
     return done, Transition((), GiveUp(kind, why, retry_after, decision, last, plan))
-
-
-def _model_served(decision: Decision) -> bool:
-    """Whether any enabled lane serves the model (a rejection other than no_model/disabled
-    or an eligible lane)."""
-    absent = {Exclusion.NO_MODEL, Exclusion.DISABLED}
-    return decision.chosen is not None or any(r.reason not in absent for r in decision.rejections)
 
 
 # --- streams ---------------------------------------------------------------------------------

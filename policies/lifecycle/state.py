@@ -68,6 +68,7 @@ class Lifecycle:
     no_prefill: frozenset[str] = frozenset()  # lanes that rejected a prefill
     needs_prefill: bool = False
     last_cut: str | None = None  # the lane whose segment was cut last
+    model_served: bool = True  # some enabled target serves the model (else a 404)
 
     def features(self) -> RequestFeatures:
         return RequestFeatures(

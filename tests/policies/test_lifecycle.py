@@ -109,7 +109,7 @@ class Shell:
         if isinstance(command, WaitForCapacity):
             self.trace.append(f"wait {command.timeout_s:g}")
             self.now += command.timeout_s
-            return CapacityWaited(rejected=False)
+            return CapacityWaited()
         if isinstance(command, Attempt):
             return self.attempt(command)
         assert isinstance(command, Relay)

@@ -411,3 +411,20 @@ def test_fast_path_records_exactly_what_chunk_info_would(events: list[bytes]) ->
     fast, slow = ChatInspector(), SlowChatInspector()
     assert [fast.inspect(e) for e in events] == [slow.inspect(e) for e in events]
     assert state(fast) == state(slow)
+
+
+async def test_a_cut_stream_resumes_on_its_own_lane_at_max_concurrency_one(
+    upstream: Any, gateway: Any
+) -> None:
+    """With ``max_concurrency: 1`` the cut segment's slot is free before the continuation is
+    routed: the only target continues its own stream, the text exact, no queueing."""
+    a = await upstream("a", behaviour=Behaviour("a", words=WORDS))
+    a.queue(Reply(frames=chat_frames(PIECES), cut_after=10))
+    gw = await gateway(
+        [target(a, limits={"max_concurrency": 1})],
+        admission={"queue_limit": 0},
+    )
+    text, chunks = await stream_text(gw)
+    assert text == TEXT
+    assert a.calls == 2
+    assert gw.gw.fleet.targets["a"].in_flight == 0
