@@ -424,7 +424,7 @@ async def test_a_cut_stream_resumes_on_its_own_lane_at_max_concurrency_one(
         [target(a, limits={"max_concurrency": 1})],
         admission={"queue_limit": 0},
     )
-    text, chunks = await stream_text(gw)
+    text, _ = await stream_text(gw)
     assert text == TEXT
     assert a.calls == 2
     assert gw.gw.fleet.targets["a"].in_flight == 0
