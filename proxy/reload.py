@@ -90,7 +90,7 @@ class Reloader:
         if seen != self._pending:
             self._pending, self._pending_since = seen, now  # changed: the wait starts again
             return None
-        if now - self._pending_since < SETTLE_S:
+        if now < self._pending_since + SETTLE_S:  # not "now - since < S": float rounding
             return None
         return await self._run("watch")
 
