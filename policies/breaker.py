@@ -154,11 +154,6 @@ class Breaker:
         return self._listener.epoch
 
     @property
-    def probes_in_flight(self) -> int:
-        """Outstanding probe permits (all epochs)."""
-        return self._probes_in_flight
-
-    @property
     def window(self) -> OutcomeWindow:
         """The outcome window behind the failure-rate trigger (read it, do not record)."""
         return self._window

@@ -74,17 +74,6 @@ def sanitize(part: str) -> str:
     return s or "target"
 
 
-def is_valid_branch(name: str) -> bool:
-    """The subset of ``git check-ref-format --branch`` rules our names can break."""
-    if not name or name.startswith("-") or name.endswith((".", "/", ".lock")):
-        return False
-    if ".." in name or "//" in name or "@{" in name or name == "@":
-        return False
-    if any(c in name for c in " ~^:?*[\\\x7f") or any(ord(c) < 32 for c in name):
-        return False
-    return all(part and not part.startswith(".") for part in name.split("/"))
-
-
 def _clashes(name: str, taken: Mapping[str, str] | frozenset[str]) -> bool:
     """Taken, or a ref-namespace clash (``a/b`` and ``a/b/c`` cannot coexist)."""
     if name in taken:

@@ -46,7 +46,6 @@ class LaneStats:
         "_latency_s",
         "_recheck_at",
         "_rechecking",
-        "_samples",
         "_suspect",
     )
 
@@ -57,7 +56,6 @@ class LaneStats:
         self._alpha = alpha
         self._health = 1.0
         self._latency_s: float | None = None
-        self._samples = 0
         self._failed_at: float | None = None
         self._suspect = False
         self._recheck_at: float | None = None
@@ -79,11 +77,6 @@ class LaneStats:
         return self._latency_s
 
     @property
-    def samples(self) -> int:
-        """Outcomes recorded so far."""
-        return self._samples
-
-    @property
     def failed_at(self) -> float | None:
         """Monotonic time of the last failure; None if the lane never failed."""
         return self._failed_at
@@ -93,16 +86,10 @@ class LaneStats:
         """Whether the last outcome was a failure (no success since)."""
         return self._suspect
 
-    @property
-    def rechecking(self) -> bool:
-        """Whether a recheck request is in flight."""
-        return self._rechecking
-
     def record(self, ok: bool, ttfb_s: float | None, now: float) -> None:
         """Fold in one outcome at ``now`` (monotonic seconds) and, when given, its
         time-to-first-byte (seconds, ≥ 0; negatives clamp to 0). The first latency sample
         seeds the average."""
-        self._samples += 1
         if ok:
             self._health = min(1.0, self._health + self._alpha * (1.0 - self._health))
             self._suspect = False

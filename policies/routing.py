@@ -224,15 +224,6 @@ class Decision:
         ends = [r.until for r in self.rejections if r.until is not None]
         return max(0.0, min(ends) - now) if ends else None
 
-    @property
-    def all_rate_limited(self) -> bool:
-        """True when waiting would help: at least one lane is excluded for load (cooldown,
-        budget, exhausted upstream limit, concurrency) and every other load-related
-        exclusion is of that kind too. Lanes that could never serve the request or already
-        failed it are ignored; an open breaker makes it False."""
-        load = [r.reason for r in self.rejections if r.reason not in _NOT_LOAD]
-        return bool(load) and all(reason in _WAITABLE for reason in load)
-
     def wait_s(
         self, now: float, failed_back_at: Iterable[float | None] = (), busy_s: float = 1.0
     ) -> float | None:

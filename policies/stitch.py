@@ -168,11 +168,6 @@ class Transcript:
         """Indexes of the tool calls started so far."""
         return frozenset(self._tools)
 
-    @property
-    def open_tool_call(self) -> bool:
-        """True if some tool call's arguments so far do not parse as JSON (parses on access)."""
-        return any(not _is_json("".join(c.arguments)) for c in self._tools.values())
-
     def _append(self, s: str) -> None:
         self._parts.append(s)
         self._chars += len(s)
@@ -377,14 +372,6 @@ def _carries(choice: Mapping[str, Any]) -> bool:
         return True
     delta = _mapping(choice.get("delta"))
     return any(v is not None and v != "" and v != [] for v in delta.values())
-
-
-def _is_json(text: str) -> bool:
-    try:
-        orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 def _is_number(value: object) -> bool:

@@ -16,7 +16,6 @@ from policies.gitplan import (
     Mode,
     branch_name,
     commit_message,
-    is_valid_branch,
     plan_isolation,
     plan_merge,
     plan_rollback,
@@ -47,6 +46,18 @@ CLEAN = RepoState(
 )
 DIRTY = replace(CLEAN, dirty=True)
 ISO = Isolation(Mode.BRANCH, "b", "auto: before switch to b")
+
+
+def is_valid_branch(name: str) -> bool:
+    """Whether ``name`` passes the ``git check-ref-format --branch`` rules our names could
+    break."""
+    if not name or name.startswith("-") or name.endswith((".", "/", ".lock")):
+        return False
+    if ".." in name or "//" in name or "@{" in name or name == "@":
+        return False
+    if any(c in name for c in " ~^:?*[\\\x7f") or any(ord(c) < 32 for c in name):
+        return False
+    return all(part and not part.startswith(".") for part in name.split("/"))
 
 
 @pytest.mark.parametrize(

@@ -241,7 +241,7 @@ def test_no_lanes_is_a_decision(make_lane: MakeLane) -> None:
     decision = choose(REQ, [], DEFAULT, NOW)
     assert decision == Decision(None, (), (), NOW)
     assert decision.retry_after_s(NOW) is None
-    assert not decision.all_rate_limited
+    assert decision.wait_s(NOW) is None
 
 
 def test_all_rate_limited_and_retry_after(make_lane: MakeLane) -> None:
@@ -257,7 +257,7 @@ def test_all_rate_limited_and_retry_after(make_lane: MakeLane) -> None:
     ]
     decision = choose(REQ, lanes, DEFAULT, NOW)
     assert decision.chosen is None
-    assert decision.all_rate_limited
+    assert decision.wait_s(NOW, busy_s=30.0) == pytest.approx(8.0)
     assert decision.retry_after_s(NOW) == pytest.approx(8.0)
     assert decision.retry_after_s(NOW + 100) == 0.0
 
@@ -271,14 +271,14 @@ def test_open_breaker_is_not_rate_limited(make_lane: MakeLane) -> None:
         ),
     ]
     decision = choose(REQ, lanes, DEFAULT, NOW)
-    assert not decision.all_rate_limited
+    assert decision.wait_s(NOW) is None
     assert decision.retry_after_s(NOW) == pytest.approx(3.0)
 
 
 def test_only_structural_rejections_are_not_rate_limited(make_lane: MakeLane) -> None:
     """Lanes that can never serve the request do not make it 'rate limited'."""
     decision = choose(REQ, [make_lane(upstream_model=None)], DEFAULT, NOW)
-    assert not decision.all_rate_limited
+    assert decision.wait_s(NOW) is None
 
 
 WAITS: list[tuple[str, dict[str, Any], list[float | None], float | None]] = [

@@ -163,19 +163,6 @@ def test_tool_calls_accumulate_by_index() -> None:
         },
     ]
     assert transcript.chunks == 4
-    assert not transcript.open_tool_call
-
-
-def test_open_tool_call_is_true_while_arguments_are_incomplete() -> None:
-    """Arguments that do not yet parse as JSON (including none at all) mean a call is open."""
-    transcript = Transcript()
-    assert not transcript.open_tool_call
-    transcript.add_tool_call_delta(0, "call_a", "f", None)
-    assert transcript.open_tool_call
-    transcript.add_tool_call_delta(0, None, None, '{"a": [1, ')
-    assert transcript.open_tool_call
-    transcript.add_tool_call_delta(0, None, None, "2]}")
-    assert not transcript.open_tool_call
 
 
 def test_add_chunk_counts_one_delta_per_chunk() -> None:
@@ -350,7 +337,6 @@ def test_continuation_request_without_prefill_adds_the_instruction() -> None:
 def test_continuation_request_carries_tool_calls_only_with_prefill() -> None:
     """An open tool call rides on the prefilled assistant message, never on the no-prefill one."""
     transcript = transcript_with("", (0, "call_a", "f", '{"city": "Os'))
-    assert transcript.open_tool_call
     body = continuation_request(ORIGINAL, transcript, prefill=True, produced_tokens=0)
     assert body["messages"][-1] == {
         "role": "assistant",
