@@ -41,8 +41,12 @@ class Phase(Enum):
     DONE = "done"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lifecycle:
+    """One request's lifecycle state. Only ``policies.lifecycle.machine.step`` changes it
+    (in place: a copy per step cost more than the routing decision itself); the shell reads
+    it, never writes it."""
+
     facts: RequestFacts
     settings: Settings
     phase: Phase = Phase.ROUTING
