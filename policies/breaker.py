@@ -40,6 +40,7 @@ from enum import Enum
 
 import pybreaker
 
+from policies.lanes import LaneId
 from policies.settings import BreakerSettings
 from policies.window import OutcomeWindow
 
@@ -79,7 +80,7 @@ class Permit:
 class BreakerTransition:
     """Breaker ``name`` moved ``from_state`` → ``to_state`` at ``at`` (monotonic seconds)."""
 
-    name: str
+    name: LaneId | str
     from_state: BreakerState
     to_state: BreakerState
     at: float
@@ -123,7 +124,7 @@ class _EpochListener(pybreaker.CircuitBreakerListener):
 class Breaker:
     """One target's circuit breaker; see the module docstring for the transition table."""
 
-    def __init__(self, name: str, settings: BreakerSettings) -> None:
+    def __init__(self, name: LaneId | str, settings: BreakerSettings) -> None:
         """A CLOSED breaker called ``name`` configured by ``settings``."""
         self.name = name
         self._settings = settings
@@ -134,7 +135,7 @@ class Breaker:
             success_threshold=settings.success_threshold,
             state_storage=pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED),
             listeners=[self._listener],
-            name=name,
+            name=str(name),
             throw_new_error_on_trip=False,
         )
         self._window = OutcomeWindow(settings.window)

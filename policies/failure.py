@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 from policies.cooldown import Rng, cooldown_s, hinted_wait_s
+from policies.lanes import LaneId, ScopeKey
 from policies.ratelimit import RateLimitHints, exhausted_until_s, parse_hints
 from policies.retry import NextStep, Step, next_step
 from policies.settings import CooldownSettings, RoutingSettings
 from policies.taxonomy import Action, ErrorClass, Stage, UpstreamOutcome, action_for, classify
 
-__all__ = ["FailurePlan", "Scope", "plan_failure"]
+__all__ = ["FailurePlan", "Scope", "plan_failure", "scoped"]
 
 _RETRY_BEFORE_COOLING = frozenset(
     {
@@ -46,6 +47,15 @@ class Scope(Enum):
     LANE = "lane"  # (target, key, upstream model)
     KEY = "key"  # every model behind one key
     TARGET = "target"  # every key and model of the target
+
+
+def scoped(lane: LaneId, scope: Scope) -> ScopeKey:
+    """The state ``scope`` means for a failure on ``lane``: the lane, its key or its target."""
+    if scope is Scope.TARGET:
+        return lane.target
+    if scope is Scope.KEY:
+        return lane.key
+    return lane
 
 
 @dataclass(frozen=True, slots=True)

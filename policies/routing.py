@@ -52,6 +52,7 @@ from enum import Enum
 
 from policies.breaker import BreakerState
 from policies.health import decayed
+from policies.lanes import LaneId
 from policies.settings import RoutingSettings
 
 __all__ = [
@@ -163,8 +164,12 @@ class LaneView:
     recheck: bool = False
 
     @property
-    def lane_id(self) -> str:
-        """``target_id#key_index``."""
+    def lane_id(self) -> LaneId:
+        return LaneId(self.target_id, self.key_index, self.upstream_model or "")
+
+    @property
+    def label(self) -> str:
+        """``target_id#key_index`` (for people)."""
         return f"{self.target_id}#{self.key_index}"
 
 
@@ -178,7 +183,7 @@ class RequestFeatures:
 
     needs: frozenset[str] = frozenset()
     session_target: str | None = None
-    failed_lanes: frozenset[str] = frozenset()
+    failed_lanes: frozenset[LaneId] = frozenset()
     failed_targets: frozenset[str] = frozenset()
     avoid_models: frozenset[str] = frozenset()
     min_context: int | None = None
@@ -194,8 +199,8 @@ class Rejection:
     until: float | None
 
     @property
-    def lane_id(self) -> str:
-        """``target_id#key_index``."""
+    def label(self) -> str:
+        """``target_id#key_index`` (for people)."""
         return f"{self.target_id}#{self.key_index}"
 
 
@@ -248,10 +253,10 @@ class Decision:
         """A JSON-able digest for logs and the admin API (``note`` only when there is one)."""
         digest: dict[str, object] = {
             "at": self.at,
-            "chosen": None if self.chosen is None else self.chosen.lane_id,
-            "ranked": [{"lane": s.lane.lane_id, "score": round(s.score, 6)} for s in self.ranked],
+            "chosen": None if self.chosen is None else self.chosen.label,
+            "ranked": [{"lane": s.lane.label, "score": round(s.score, 6)} for s in self.ranked],
             "rejections": [
-                {"lane": r.lane_id, "reason": r.reason.value, "until": r.until}
+                {"lane": r.label, "reason": r.reason.value, "until": r.until}
                 for r in self.rejections
             ],
         }
@@ -284,7 +289,8 @@ def _fit_exclusion(lane: LaneView, request: RequestFeatures) -> Exclusion | None
         and lane.context_window <= request.min_context
     ):
         return Exclusion.CONTEXT_TOO_SMALL
-    if lane.lane_id in request.failed_lanes or lane.target_id in request.failed_targets:
+    failed = request.failed_lanes and lane.lane_id in request.failed_lanes
+    if failed or lane.target_id in request.failed_targets:
         return Exclusion.FAILED_THIS_REQUEST
     return None
 
@@ -390,8 +396,8 @@ def _recheck(
 def _note(lane: LaneView, best: LaneView, now: float) -> str:
     ago = "" if lane.failed_at is None else f" {now - lane.failed_at:.1f} s ago"
     return (
-        f"recheck of {lane.target_id} ({lane.lane_id}): its last attempt failed{ago}; "
-        f"one request goes there instead of {best.lane_id} to see whether it recovered"
+        f"recheck of {lane.target_id} ({lane.label}): its last attempt failed{ago}; "
+        f"one request goes there instead of {best.label} to see whether it recovered"
     )
 
 

@@ -54,6 +54,7 @@ from typing import Any
 
 from policies.breaker import BreakerTransition
 from policies.cooldown import CooldownCleared, CooldownExpired, CooldownSet
+from policies.lanes import KeyId, LaneId
 from proxy.clock import Clock
 from proxy.events import (
     AdmissionRejected,
@@ -95,18 +96,13 @@ def _now(clock: Clock) -> float:
     return round(clock.wall(), 3)
 
 
-def split_lane(name: str) -> tuple[str, int | None, str | None]:
-    """``"<target>#<key>:<model>"`` (a breaker's name) → its parts; a name of another shape
-    is returned whole as the target. Model names may contain ``:``; target ids cannot."""
-    target, _, rest = name.partition("#")
-    key, sep, model = rest.partition(":")
-    if not sep or not key.isdigit():
-        return name, None, None
-    return target, int(key), model
-
-
 def _breaker(e: BreakerTransition, clock: Clock) -> View:
-    target, key_index, model = split_lane(e.name)
+    name = e.name
+    target, key_index, model = (
+        (name.target, name.key_index, name.model)
+        if isinstance(name, LaneId)
+        else (name, None, None)
+    )
     return {
         "type": "breaker_state_changed",
         "at": unix_s(clock, e.at),
@@ -119,14 +115,18 @@ def _breaker(e: BreakerTransition, clock: Clock) -> View:
     }
 
 
-def _scope(key: tuple[str, ...]) -> View:
-    """A cooldown key ``(target,)``, ``(target, key)`` or ``(target, key, model)``."""
-    scope: View = {"scope": ("target", "key", "lane")[min(len(key), 3) - 1], "target": key[0]}
-    if len(key) > 1:
-        scope["key_index"] = int(key[1]) if key[1].isdigit() else key[1]
-    if len(key) > 2:
-        scope["model"] = key[2]
-    return scope
+def _scope(key: object) -> View:
+    """A cooldown's key: a lane, a key, or a whole target (its id)."""
+    if isinstance(key, LaneId):
+        return {
+            "scope": "lane",
+            "target": key.target,
+            "key_index": key.key_index,
+            "model": key.model,
+        }
+    if isinstance(key, KeyId):
+        return {"scope": "key", "target": key.target, "key_index": key.key_index}
+    return {"scope": "target", "target": str(key)}
 
 
 def _cooldown(kind: str) -> Renderer:
@@ -134,8 +134,7 @@ def _cooldown(kind: str) -> Renderer:
         e: CooldownSet[Any] | CooldownExpired[Any] | CooldownCleared[Any], clock: Clock
     ) -> View:
         at = unix_s(clock, e.until) if isinstance(e, CooldownExpired) else _now(clock)
-        key = e.key if isinstance(e.key, tuple) else (str(e.key),)
-        out: View = {"type": kind, "at": at, **_scope(key)}
+        out: View = {"type": kind, "at": at, **_scope(e.key)}
         out.update(until=unix_s(clock, e.until), reason=e.reason.value)
         if isinstance(e, CooldownSet):
             out["extended"] = e.extended

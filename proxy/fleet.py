@@ -10,12 +10,13 @@ state change is emitted on the event bus as the record the core returned.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from policies.breaker import Breaker, BreakerState, Permit
 from policies.cooldown import Cooldowns
-from policies.failure import FailurePlan, Scope
+from policies.failure import FailurePlan, Scope, scoped
 from policies.health import LaneStats
+from policies.lanes import LaneId, ScopeKey, target_of
 from policies.ratelimit import exhausted_until_s, parse_hints
 from policies.routing import LaneView, OperatorState
 from policies.settings import BreakerSettings
@@ -23,9 +24,6 @@ from policies.taxonomy import BreakerEffect
 from proxy.budget import KeyBudget
 from proxy.config import Target
 from proxy.events import EventBus, KeyDisabled, RateLimitObserved
-
-LaneKey = tuple[str, int, str]  # (target id, key index, upstream model)
-CooldownKey = tuple[str, ...]  # (target,) | (target, key) | (target, key, model) as strings
 
 
 class TargetRuntime:
@@ -82,17 +80,8 @@ class Lease:
     recheck: LaneStats | None = None
 
     @property
-    def lane(self) -> LaneKey:
-        return (self.runtime.config.id, self.key_index, self.model)
-
-
-def _cooldown_key(lane: LaneKey, scope: Scope) -> CooldownKey:
-    target, key, model = lane
-    if scope is Scope.TARGET:
-        return (target,)
-    if scope is Scope.KEY:
-        return (target, str(key))
-    return (target, str(key), model)
+    def lane(self) -> LaneId:
+        return LaneId(self.runtime.config.id, self.key_index, self.model)
 
 
 class Fleet:
@@ -101,9 +90,9 @@ class Fleet:
     ) -> None:
         self.targets: dict[str, TargetRuntime] = {t.id: TargetRuntime(t) for t in targets}
         self.breaker_settings = breaker
-        self.breakers: dict[LaneKey, Breaker] = {}
-        self.stats: dict[LaneKey, LaneStats] = {}
-        self.cooldowns: Cooldowns[CooldownKey] = Cooldowns()
+        self.breakers: dict[LaneId, Breaker] = {}
+        self.stats: dict[LaneId, LaneStats] = {}
+        self.cooldowns: Cooldowns[ScopeKey] = Cooldowns()
         self.events = events
         # (target id, upstream model) that refused a prefill continuation: for as long as the
         # process runs (or the target's config changes), continuations there use instructions
@@ -128,7 +117,7 @@ class Fleet:
         self, rt: TargetRuntime, index: int, model: str | None, tokens: int, now: float
     ) -> LaneView:
         t = rt.config
-        lane = (t.id, index, model or "")
+        lane = LaneId(t.id, index, model or "")
         breaker = self.breakers.get(lane)
         stats = self.stats.get(lane)
         budget = rt.budgets[index]
@@ -167,19 +156,17 @@ class Fleet:
             return 0.0
         return breaker.window.failure_rate
 
-    def _cooling_until(self, lane: LaneKey, now: float) -> float | None:
-        ends = [self.cooldowns.until(_cooldown_key(lane, scope), now) for scope in Scope]
+    def _cooling_until(self, lane: LaneId, now: float) -> float | None:
+        ends = [self.cooldowns.until(scoped(lane, scope), now) for scope in Scope]
         live = [end for end in ends if end is not None]
         return max(live) if live else None
 
     # -- attempts -------------------------------------------------------------------------
 
-    def breaker(self, lane: LaneKey) -> Breaker:
+    def breaker(self, lane: LaneId) -> Breaker:
         breaker = self.breakers.get(lane)
         if breaker is None:
-            breaker = self.breakers[lane] = Breaker(
-                f"{lane[0]}#{lane[1]}:{lane[2]}", self.breaker_settings
-            )
+            breaker = self.breakers[lane] = Breaker(lane, self.breaker_settings)
         return breaker
 
     def lease(self, view: LaneView, tokens: int, now: float) -> Lease | None:
@@ -190,7 +177,8 @@ class Fleet:
         if rt is None or view.key_index >= len(rt.budgets):
             return None
         model = view.upstream_model or ""
-        breaker = self.breaker((rt.config.id, view.key_index, model))
+        lane = LaneId(rt.config.id, view.key_index, model)
+        breaker = self.breaker(lane)
         permit, transitions = breaker.acquire(now)
         self.events.emit_all(transitions)
         if permit is None:
@@ -198,7 +186,7 @@ class Fleet:
         budget = rt.budgets[view.key_index]
         budget.take(tokens)
         rt.in_flight += 1
-        recheck = self._stats((rt.config.id, view.key_index, model)) if view.recheck else None
+        recheck = self._stats(lane) if view.recheck else None
         if recheck is not None:
             recheck.recheck_started(now)
         return Lease(
@@ -254,7 +242,7 @@ class Fleet:
         rt = lease.runtime
         rt.last_error = (plan.error_class.value, now)
         if plan.cooldown_s > 0:
-            key = _cooldown_key(lease.lane, plan.scope)
+            key = scoped(lease.lane, plan.scope)
             self.events.emit(self.cooldowns.set(key, now + plan.cooldown_s, plan.error_class))
         if plan.exhausted_s:
             rt.exhausted_until[lease.key_index] = now + plan.exhausted_s
@@ -279,7 +267,7 @@ class Fleet:
         if lease.recheck is not None:
             lease.recheck.recheck_ended()
 
-    def _stats(self, lane: LaneKey) -> LaneStats:
+    def _stats(self, lane: LaneId) -> LaneStats:
         stats = self.stats.get(lane)
         if stats is None:
             stats = self.stats[lane] = LaneStats()
@@ -323,7 +311,7 @@ class Fleet:
         self._rekey(target_id, {})
         self.refuses_prefill = {k for k in self.refuses_prefill if k[0] != target_id}
         for key in self.cooldowns.active_keys():
-            if key[0] == target_id:
+            if target_of(key) == target_id:
                 self.cooldowns.clear(key)
 
     def _reconfigure(self, rt: TargetRuntime, target: Target) -> None:
@@ -357,29 +345,33 @@ class Fleet:
         """Move ``target_id``'s per-key state from old key index to new (``moves``); the
         state of keys missing from ``moves`` is dropped. Target-wide cooldowns stay."""
 
-        def moved(lane: LaneKey) -> LaneKey | None:
-            if lane[0] != target_id:
+        def moved(lane: LaneId) -> LaneId | None:
+            if lane.target != target_id:
                 return lane
-            index = moves.get(lane[1])
-            return None if index is None else (target_id, index, lane[2])
+            index = moves.get(lane.key_index)
+            return None if index is None else replace(lane, key_index=index)
 
-        breakers: dict[LaneKey, Breaker] = {}
+        breakers: dict[LaneId, Breaker] = {}
         for lane, b in self.breakers.items():
             if (new := moved(lane)) is not None:
-                b.name = f"{new[0]}#{new[1]}:{new[2]}"
+                b.name = new
                 breakers[new] = b
         self.breakers = breakers
-        stats: dict[LaneKey, LaneStats] = {}
+        stats: dict[LaneId, LaneStats] = {}
         for lane, st in self.stats.items():
             if (new := moved(lane)) is not None:
                 stats[new] = st
         self.stats = stats
-        per_key = [k for k in self.cooldowns.active_keys() if k[0] == target_id and len(k) > 1]
-        cleared = [c for c in map(self.cooldowns.clear, per_key) if c is not None]
-        for c in cleared:
-            index = moves.get(int(c.key[1]))
-            if index is not None:
-                self.cooldowns.set((target_id, str(index), *c.key[2:]), c.until, c.reason)
+        per_key = [
+            k
+            for k in self.cooldowns.active_keys()
+            if not isinstance(k, str) and k.target == target_id
+        ]
+        for key in per_key:
+            cleared = self.cooldowns.clear(key)
+            index = moves.get(key.key_index)
+            if cleared is not None and index is not None:
+                self.cooldowns.set(replace(key, key_index=index), cleared.until, cleared.reason)
 
 
 def _key_moves(old: Target, new: Target) -> dict[int, int] | None:

@@ -18,6 +18,7 @@ import logging
 from aiohttp import web
 
 from policies import lifecycle as lc
+from policies.lanes import LaneId
 from policies.lifecycle import Lifecycle, Phase, RequestFacts, Settings
 from policies.routing import LaneView
 from policies.stitch import prefill_refused
@@ -120,7 +121,7 @@ class Driver:
             return lc.CapacityWaited(exc.reason)
         return lc.CapacityWaited()
 
-    def _prefill_lanes(self, state: Lifecycle, lanes: tuple[LaneView, ...]) -> frozenset[str]:
+    def _prefill_lanes(self, state: Lifecycle, lanes: tuple[LaneView, ...]) -> frozenset[LaneId]:
         """The lanes that would continue this request with a prefill (only asked for when a
         continuation is being routed)."""
         if state.phase is not Phase.RESUMING:

@@ -39,6 +39,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from policies.breaker import BreakerState, BreakerTransition
 from policies.cooldown import CooldownSet
+from policies.lanes import ScopeKey, target_of
 from proxy import __version__
 from proxy.config import Config
 from proxy.events import (
@@ -263,13 +264,12 @@ class Metrics:
         self.resumes.get(event.from_target, event.reason).inc()
 
     def _breaker_transition(self, event: BreakerTransition) -> None:
-        # breaker names are "<target>#<key>:<model>"; target ids cannot contain "#"
-        target = event.name.partition("#")[0]
+        target = target_of(event.name)
         self.transitions.get(target, event.to_state.value).inc()
 
-    def _cooldown_set(self, event: CooldownSet[tuple[str, ...]]) -> None:
+    def _cooldown_set(self, event: CooldownSet[ScopeKey]) -> None:
         if event.extended:
-            self.cooldowns.get(event.key[0], event.reason.value).inc()
+            self.cooldowns.get(target_of(event.key), event.reason.value).inc()
 
     def _ratelimit_observed(self, event: RateLimitObserved) -> None:
         lane = (event.target_id, event.key_index)

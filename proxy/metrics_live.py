@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from policies.lanes import target_of
 from proxy.gateway import Gateway
 
 RateLimits = dict[tuple[str, int], tuple[int | None, int | None]]
@@ -65,14 +66,15 @@ class LiveState:
         ids = [t.id for t in gw.config.targets]
         breaker, cooldown, in_flight, queue, ratelimit = self._families()
         worst = dict.fromkeys(ids, 0)
-        for (target, _key, _model), lane_breaker in gw.fleet.breakers.items():
-            if target in worst:
-                worst[target] = max(worst[target], lane_breaker.state(now).as_gauge)
+        for lane, lane_breaker in gw.fleet.breakers.items():
+            if lane.target in worst:
+                worst[lane.target] = max(worst[lane.target], lane_breaker.state(now).as_gauge)
         cooling = dict.fromkeys(ids, 0.0)
         for key in gw.fleet.cooldowns.active_keys():
             until = gw.fleet.cooldowns.until(key, now)
-            if until is not None and key[0] in cooling:
-                cooling[key[0]] = max(cooling[key[0]], until - now)
+            target = target_of(key)
+            if until is not None and target in cooling:
+                cooling[target] = max(cooling[target], until - now)
         for target in ids:
             runtime = gw.fleet.targets.get(target)
             breaker.add_metric([target], worst[target])

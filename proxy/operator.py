@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from policies.lanes import target_of
 from policies.routing import OperatorState
 from proxy.fleet import Fleet
 
@@ -41,14 +42,14 @@ def operate(fleet: Fleet, target_id: str, action: OperatorAction, now: float) ->
     events: list[object] = []
     if action is OperatorAction.RESET:
         for lane, breaker in fleet.breakers.items():
-            if lane[0] == target_id:
+            if lane.target == target_id:
                 events.extend(breaker.reset(now))
         for key in fleet.cooldowns.active_keys():
-            if key[0] == target_id:
+            if target_of(key) == target_id:
                 cleared = fleet.cooldowns.clear(key)
                 if cleared is not None:
                     events.append(cleared)
-        for lane in [lane for lane in fleet.stats if lane[0] == target_id]:
+        for lane in [lane for lane in fleet.stats if lane.target == target_id]:
             del fleet.stats[lane]
         rt.key_disabled.clear()
         rt.exhausted_until.clear()

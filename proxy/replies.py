@@ -45,7 +45,7 @@ def give_up(run: Run, command: GiveUp, last: Failed | None) -> web.Response:
         [r for r in decision.rejections if r.reason is not Exclusion.NO_MODEL] if decision else []
     )
     failures = _failures(run)
-    lines = [f"{r.lane_id}: {failures.get(r.lane_id, r.reason.value)}" for r in served]
+    lines = [f"{r.label}: {failures.get(r.label, r.reason.value)}" for r in served]
     message = "no target could serve this request"
     if command.why:
         message += f" ({command.why})"

@@ -70,7 +70,7 @@ def _unready_reasons(gw: Gateway) -> dict[str, str] | None:
     decision = choose(RequestFeatures(), _readiness_lanes(gw, now), gw.config.routing, now)
     if decision.chosen is not None:
         return None
-    return {r.lane_id: r.reason.value for r in decision.rejections}
+    return {r.label: r.reason.value for r in decision.rejections}
 
 
 def _readiness_lanes(gw: Gateway, now: float) -> list[LaneView]:
@@ -78,8 +78,8 @@ def _readiness_lanes(gw: Gateway, now: float) -> list[LaneView]:
     lane that has served requests is judged once per model it has a breaker for: it is
     ready while one of those breakers admits, unready when every one of them is open."""
     breakers: dict[tuple[str, int], list[Breaker]] = {}
-    for (target_id, key_index, _model), breaker in gw.fleet.breakers.items():
-        breakers.setdefault((target_id, key_index), []).append(breaker)
+    for lane_id, breaker in gw.fleet.breakers.items():
+        breakers.setdefault((lane_id.target, lane_id.key_index), []).append(breaker)
     lanes: list[LaneView] = []
     for lane in gw.fleet.lanes("", 1, now):
         lane = replace(lane, upstream_model=lane.upstream_model or "(any)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from policies.lanes import LaneId
 from policies.routing import LaneView
 from policies.taxonomy import UpstreamOutcome
 
@@ -11,7 +12,7 @@ from policies.taxonomy import UpstreamOutcome
 @dataclass(frozen=True, slots=True)
 class LanesSeen:
     lanes: tuple[LaneView, ...]
-    prefill_lanes: frozenset[str] = frozenset()  # lane ids that take an assistant prefill
+    prefill_lanes: frozenset[LaneId] = frozenset()  # lanes that take an assistant prefill
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from policies.failure import FailurePlan
+from policies.lanes import LaneId
 from policies.lifecycle.commands import Continuation
 from policies.lifecycle.events import AttemptFailed
 from policies.routing import Decision, LaneView, RequestFeatures
@@ -50,12 +51,12 @@ class Lifecycle:
     facts: RequestFacts
     settings: Settings
     phase: Phase = Phase.ROUTING
-    failed_lanes: frozenset[str] = frozenset()
+    failed_lanes: frozenset[LaneId] = frozenset()
     failed_targets: frozenset[str] = frozenset()
     avoid_models: frozenset[str] = frozenset()
     min_context: int | None = None
-    retries: Mapping[str, int] = field(default_factory=dict)
-    back_at: Mapping[str, float | None] = field(default_factory=dict)
+    retries: Mapping[LaneId, int] = field(default_factory=dict)
+    back_at: Mapping[LaneId, float | None] = field(default_factory=dict)
     targets_tried: tuple[str, ...] = ()
     waited: bool = False
     previous_target: str | None = None  # the last attempt's target in this leg
@@ -65,13 +66,13 @@ class Lifecycle:
     leg: Continuation | None = None
     last_decision: Decision | None = None
     resumes: int = 0
-    cut: Mapping[str, int] = field(default_factory=dict)  # interruptions per lane
+    cut: Mapping[LaneId, int] = field(default_factory=dict)  # interruptions per lane
     cut_reason: str = ""
     resume_from: str | None = None  # the target whose segment was cut
     reopened: bool = False  # the cut lane was let back in for this continuation
-    no_prefill: frozenset[str] = frozenset()  # lanes that rejected a prefill
+    no_prefill: frozenset[LaneId] = frozenset()  # lanes that rejected a prefill
     needs_prefill: bool = False
-    last_cut: str | None = None  # the lane whose segment was cut last
+    last_cut: LaneId | None = None  # the lane whose segment was cut last
     model_served: bool = True  # some enabled target serves the model (else a 404)
 
     def features(self) -> RequestFeatures:

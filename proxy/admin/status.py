@@ -8,6 +8,7 @@ import orjson
 from aiohttp import web
 
 from policies.breaker import BreakerState
+from policies.lanes import target_of
 from policies.routing import OperatorState
 from proxy import __version__
 from proxy.errors import error_response
@@ -36,7 +37,7 @@ def target_state(fleet: Fleet, rt: TargetRuntime, now: float) -> tuple[str, floa
         return "disabled", None
     if rt.operator is not OperatorState.ACTIVE:
         return rt.operator.value, None
-    states = [b.state(now) for lane, b in fleet.breakers.items() if lane[0] == rt.config.id]
+    states = [b.state(now) for lane, b in fleet.breakers.items() if lane.target == rt.config.id]
     if states and all(s is BreakerState.OPEN for s in states):
         return "breaker_open", None
     if BreakerState.HALF_OPEN in states:
@@ -44,7 +45,7 @@ def target_state(fleet: Fleet, rt: TargetRuntime, now: float) -> tuple[str, floa
     ends = [
         until
         for key in fleet.cooldowns.active_keys()
-        if key[0] == rt.config.id
+        if target_of(key) == rt.config.id
         for until in [fleet.cooldowns.until(key, now)]
         if until
     ]
@@ -58,7 +59,7 @@ def target_state(fleet: Fleet, rt: TargetRuntime, now: float) -> tuple[str, floa
 def target_status(gw: Gateway, rt: TargetRuntime) -> dict[str, Any]:
     fleet, now = gw.fleet, gw.clock.monotonic()
     state, until = target_state(fleet, rt, now)
-    lanes = [(lane, stats) for lane, stats in fleet.stats.items() if lane[0] == rt.config.id]
+    lanes = [(lane, stats) for lane, stats in fleet.stats.items() if lane.target == rt.config.id]
     latencies = [s.latency_s for _, s in lanes if s.latency_s is not None]
     limits = rt.config.limits
     return {
@@ -74,9 +75,9 @@ def target_status(gw: Gateway, rt: TargetRuntime) -> dict[str, Any]:
         "keys": len(rt.config.keys),
         "keys_disabled": sorted(rt.key_disabled),
         "breakers": {
-            f"key{lane[1]}:{lane[2]}": b.state(now).value
+            f"key{lane.key_index}:{lane.model}": b.state(now).value
             for lane, b in fleet.breakers.items()
-            if lane[0] == rt.config.id
+            if lane.target == rt.config.id
         },
         "usage": [budget.usage() for budget in rt.budgets],
         "limits": {"rpm": limits.rpm, "tpm": limits.tpm, "max_concurrency": limits.max_concurrency},

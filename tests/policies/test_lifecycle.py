@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from policies.lanes import LaneId
 from policies.lifecycle import (
     Abandon,
     Attempt,
@@ -74,7 +75,7 @@ class Shell:
 
     lanes: tuple[LaneView, ...]
     script: dict[str, deque[Any]]
-    prefill: frozenset[str] = frozenset()
+    prefill: frozenset[LaneId] = frozenset()
     gone_after: int | None = None  # ClientGone instead of the n-th event
     now: float = T0
     trace: list[str] = field(default_factory=list)
@@ -384,7 +385,7 @@ def test_max_resumes_bounds_the_stitching() -> None:
 def test_a_tool_call_cut_continues_only_where_prefill_is_taken() -> None:
     """Cut inside a tool call: only a prefill lane may continue it; none → a clean end."""
     targets = lanes("a", "b", "c")
-    s = shell(targets, {"a": [TOOL_CUT]}, prefill=frozenset({"c#0"}))
+    s = shell(targets, {"a": [TOOL_CUT]}, prefill=frozenset({LaneId("c", 0, "m")}))
     s.run(facts())
     assert [(t, leg) for t, leg in s.attempts] == [("a", None), ("c", Continuation(True))]
     s = shell(targets, {"a": [TOOL_CUT]})
@@ -398,7 +399,9 @@ def test_a_tool_call_cut_continues_only_where_prefill_is_taken() -> None:
 def test_a_rejected_prefill_is_retried_by_instruction_on_the_same_lane() -> None:
     """A continuation whose prefill is refused is sent again once as an instruction, and the
     lane is remembered as refusing prefill."""
-    s = shell(lanes("a", "b"), {"a": [CUT], "b": [PREFILL_400]}, prefill=frozenset({"b#0"}))
+    s = shell(
+        lanes("a", "b"), {"a": [CUT], "b": [PREFILL_400]}, prefill=frozenset({LaneId("b", 0, "m")})
+    )
     s.run(facts())
     assert s.attempts == [("a", None), ("b", Continuation(True)), ("b", Continuation(False))]
     assert "no prefill on b" in s.trace
@@ -441,13 +444,13 @@ BEHAVIOURS = st.sampled_from(
     script=st.dictionaries(
         st.sampled_from(["a", "b", "c"]), st.lists(BEHAVIOURS, max_size=8), max_size=3
     ),
-    prefill=st.frozensets(st.sampled_from(["a#0", "b#0", "c#0"])),
+    prefill=st.frozensets(st.sampled_from([LaneId(t, 0, "m") for t in "abc"])),
     gone_after=st.none() | st.integers(min_value=1, max_value=30),
     max_resumes=st.integers(min_value=0, max_value=3),
 )
 def test_every_sequence_ends_within_its_budgets(
     script: dict[str, list[Any]],
-    prefill: frozenset[str],
+    prefill: frozenset[LaneId],
     gone_after: int | None,
     max_resumes: int,
 ) -> None:

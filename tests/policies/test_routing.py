@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.breaker import BreakerState
+from policies.lanes import LaneId
 from policies.routing import (
     Decision,
     Exclusion,
@@ -54,7 +55,7 @@ EXCLUSIONS: list[tuple[str, dict[str, Any], RequestFeatures, Exclusion, float | 
     (
         "lane failed",
         {},
-        RequestFeatures(failed_lanes=frozenset({"t#0"})),
+        RequestFeatures(failed_lanes=frozenset({LaneId("t", 0, "m")})),
         X.FAILED_THIS_REQUEST,
         None,
     ),
@@ -154,7 +155,7 @@ def test_first_applicable_reason_wins(
 ) -> None:
     """A lane failing several checks is reported with the first in the documented order."""
     request_ = RequestFeatures(
-        needs=frozenset({"tools"}), min_context=100, failed_lanes=frozenset({"t#1"})
+        needs=frozenset({"tools"}), min_context=100, failed_lanes=frozenset({LaneId("t", 1, "m")})
     )
     decision = choose(request_, [make_lane(**overrides)], DEFAULT, NOW)
     assert [r.reason for r in decision.rejections] == [reason]
@@ -216,7 +217,7 @@ def test_tie_break(make_lane: MakeLane) -> None:
         make_lane(target_id="a", key_index=2),
     ]
     decision = choose(REQ, lanes, flat, NOW)
-    assert [s.lane.lane_id for s in decision.ranked] == ["c#0", "a#2", "b#0", "b#1"]
+    assert [s.lane.label for s in decision.ranked] == ["c#0", "a#2", "b#0", "b#1"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -361,7 +362,9 @@ _request = st.builds(
     RequestFeatures,
     needs=st.frozensets(st.sampled_from(["tools", "vision"]), max_size=1),
     session_target=st.sampled_from([None, "a", "b"]),
-    failed_lanes=st.frozensets(st.sampled_from(["a#0", "b#1"]), max_size=1),
+    failed_lanes=st.frozensets(
+        st.sampled_from([LaneId("a", 0, "m"), LaneId("b", 1, "m")]), max_size=1
+    ),
     failed_targets=st.frozensets(st.sampled_from(["c"]), max_size=1),
     avoid_models=st.frozensets(st.sampled_from(["big"]), max_size=1),
     min_context=st.one_of(st.none(), st.integers(0, 100_000)),

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from policies.breaker import BreakerState
+from policies.lanes import LaneId
 from tests.conftest import Running, target
 from tests.fakes import FakeClock, Reply, error
 
@@ -45,7 +46,7 @@ class Held(Reply):
 
 
 def breaker_state(gw: Running, target_id: str) -> BreakerState:
-    return gw.gw.fleet.breakers[(target_id, 0, "m")].state(gw.clock.monotonic())
+    return gw.gw.fleet.breakers[LaneId(target_id, 0, "m")].state(gw.clock.monotonic())
 
 
 async def test_breaker_opens_probes_once_and_closes_when_the_target_heals(
