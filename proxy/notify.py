@@ -36,7 +36,7 @@ from proxy.clock import Clock
 from proxy.config.notifications import Notifications, Webhook
 from proxy.event_views import view
 from proxy.gateway import Gateway
-from proxy.notify_formats import Notice, handoff, notice, render
+from proxy.notify_formats import WANTED, Notice, handoff, notice, render
 
 log = logging.getLogger("sidestep.notify")
 
@@ -153,7 +153,7 @@ class Notifier:
         settings = self._gw.config.notifications
         if settings is not self._settings:
             self.configure(settings)
-        if not self._channels and self._callback is None:
+        if (not self._channels and self._callback is None) or type(event) not in WANTED:
             return
         v = view(event, self._gw.clock)
         if v is None:

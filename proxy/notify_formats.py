@@ -122,6 +122,13 @@ NOTICES: dict[type, Callable[[Any, View], Notice | None]] = {
 """Event type → the notification it is, if any."""
 
 
+HANDOFFS = frozenset({DecisionOpened, GitIsolated, RequestFinished})
+"""Event types that may make a ``callback_url`` body (see ``handoff``)."""
+
+WANTED = frozenset(NOTICES) | HANDOFFS
+"""Event types the notifier needs a view of; it skips every other event unviewed."""
+
+
 def notice(event: object, v: View) -> Notice | None:
     """The notification ``event`` (whose view is ``v``) is, if any."""
     rule = NOTICES.get(type(event))
