@@ -42,8 +42,9 @@ class EventBus:
         return lambda: self._subscribers.remove(subscriber)
 
     def emit(self, event: Any) -> None:
-        """Stamp ``event`` if it has no time yet, then hand it to every subscriber."""
-        if event.at is None:
+        """Stamp ``event`` if its ``at`` is None, then hand it to every subscriber (an
+        object without ``at`` is passed on as it is: it has no view)."""
+        if getattr(event, "at", 0.0) is None:
             event = replace(event, at=self._now())
         for subscriber in self._subscribers:
             try:

@@ -114,8 +114,15 @@ def assert_shown(v: dict[str, Any], record: Any, clock: FakeClock) -> None:
 
 
 def test_every_event_kind_has_a_sample() -> None:
-    """The table below covers every event record (a new event must join it)."""
+    """The table covers every event record, and every record in proxy.events is an event
+    with a kind (a new event must declare one and join the table)."""
     assert {type(e) for e in SAMPLES} == event_classes()
+    records = {
+        obj
+        for obj in vars(proxy.events).values()
+        if isinstance(obj, type) and is_dataclass(obj) and obj.__module__ == "proxy.events"
+    }
+    assert records - {SwitchContext} <= event_classes()
 
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda e: type(e).__name__)
