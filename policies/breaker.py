@@ -37,6 +37,7 @@ from __future__ import annotations
 from contextlib import suppress
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar
 
 import pybreaker
 
@@ -79,6 +80,8 @@ class Permit:
 @dataclass(frozen=True, slots=True)
 class BreakerTransition:
     """Breaker ``name`` moved ``from_state`` → ``to_state`` at ``at`` (monotonic seconds)."""
+
+    kind: ClassVar[str] = "breaker_state_changed"
 
     name: LaneId | str
     from_state: BreakerState

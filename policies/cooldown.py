@@ -20,9 +20,10 @@ The result is ``base · (1 + uniform(jitter_low, jitter_high))``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from policies.ratelimit import RateLimitHints
 from policies.settings import CooldownSettings
@@ -109,30 +110,45 @@ K = TypeVar("K", bound=Hashable)
 @dataclass(frozen=True, slots=True)
 class CooldownSet(Generic[K]):
     """A cooldown was requested. ``until`` is the effective end (monotonic seconds) and
-    ``reason`` its cause; ``extended`` is False when an existing later cooldown was kept."""
+    ``reason`` its cause; ``extended`` is False when an existing later cooldown was kept.
+    ``at`` (when it was requested) is None here: the shell stamps it as it emits the record."""
+
+    kind: ClassVar[str] = "cooldown_set"
 
     key: K
     until: float
     reason: ErrorClass
     extended: bool
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CooldownExpired(Generic[K]):
-    """A cooldown ended at ``until`` (monotonic seconds) and was dropped."""
+    """A cooldown ended at ``until`` (monotonic seconds) and was dropped; found lazily, so
+    ``at`` is ``until``, which may be before anyone noticed."""
+
+    kind: ClassVar[str] = "cooldown_expired"
 
     key: K
     until: float
     reason: ErrorClass
+
+    @property
+    def at(self) -> float:
+        return self.until
 
 
 @dataclass(frozen=True, slots=True)
 class CooldownCleared(Generic[K]):
-    """A cooldown was removed before it ended (operator action, reload)."""
+    """A cooldown was removed before it ended (operator action, reload); ``at`` as for
+    :class:`CooldownSet`."""
+
+    kind: ClassVar[str] = "cooldown_cleared"
 
     key: K
     until: float
     reason: ErrorClass
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +158,18 @@ class _Entry:
 
 
 class Cooldowns(Generic[K]):
-    """Active cooldowns by key. A cooldown is never shortened by a later, earlier-ending one."""
+    """Active cooldowns by key. A cooldown is never shortened by a later, earlier-ending one.
 
-    __slots__ = ("_entries",)
+    An ended cooldown stays in the table (``until`` and ``reason`` already report it as
+    over) until :meth:`expire` drops it and reports it, exactly once. ``expire`` is O(1)
+    while nothing has ended (the earliest end is kept), so the shell may call it on every
+    routing snapshot."""
+
+    __slots__ = ("_entries", "_next_end")
 
     def __init__(self) -> None:
         self._entries: dict[K, _Entry] = {}
+        self._next_end = math.inf  # no entry ends before this (it may be earlier than any)
 
     def __len__(self) -> int:
         """Entries held, including ended ones not yet dropped by :meth:`expire`."""
@@ -164,6 +186,7 @@ class Cooldowns(Generic[K]):
         if current is not None and current.until >= until:
             return CooldownSet(key, current.until, current.reason, extended=False)
         self._entries[key] = _Entry(until, reason)
+        self._next_end = min(self._next_end, until)
         return CooldownSet(key, until, reason, extended=True)
 
     def until(self, key: K, now: float) -> float | None:
@@ -188,8 +211,11 @@ class Cooldowns(Generic[K]):
         return CooldownCleared(key, entry.until, entry.reason)
 
     def expire(self, now: float) -> tuple[CooldownExpired[K], ...]:
-        """Drop every cooldown that has ended (now ≥ until) and report each one."""
+        """Drop every cooldown that has ended (now ≥ until) and report each one, once."""
+        if now < self._next_end:
+            return ()
         ended = [(k, e) for k, e in self._entries.items() if now >= e.until]
         for key, _ in ended:
             del self._entries[key]
+        self._next_end = min((e.until for e in self._entries.values()), default=math.inf)
         return tuple(CooldownExpired(k, e.until, e.reason) for k, e in ended)

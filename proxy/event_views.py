@@ -1,90 +1,57 @@
 """The typed JSON view of bus events, and its one-line human rendering.
 
 ``view(event, clock)`` turns one bus event into a small JSON-able dict
-``{"type": <name>, "at": <Unix seconds>, ...fields}``, or None for an event with no view.
-``describe(view)`` renders a view as one line for people. ``GET /admin/events`` streams the
-views, webhook notifications are derived from them (``proxy.notify``), and ``sidestep
-events`` can print either form. A new event needs one row in ``VIEWS`` (and, for a nicer
-line, one in ``_LINES``). Views carry ids, states, reasons and counts only: events hold no
-key, URL or prompt/response text, and nothing here adds any.
+``{"type": event.kind, "at": <Unix seconds>, ...fields}``; an object without a ``kind`` has
+no view. ``describe(view)`` renders a view as one line for people. ``GET /admin/events``
+streams the views, webhook notifications are derived from them (``proxy.notify``), and
+``sidestep events`` prints them.
 
-    type                    event                         fields besides type and at
-    breaker_state_changed   BreakerTransition             target key_index model from to reason
-    cooldown_set            CooldownSet                   scope target [key_index [model]]
-                                                          until reason extended
-    cooldown_expired        CooldownExpired               scope target ... until reason
-    cooldown_cleared        CooldownCleared               scope target ... until reason
-    failover                FailedOver                    request_id session from to reason
-    stream_resumed          StreamResumed                 request_id from to reason
-    key_disabled            KeyDisabled                   target key_index reason
-    rate_limit_observed     RateLimitObserved             target key_index remaining_requests
-                                                          remaining_tokens
-    admission_rejected      AdmissionRejected             request_id reason
-    config_reloaded         ConfigReloaded                result source detail
-    target_<paused|resumed|draining|disabled|enabled|reset>
-                            TargetOperated                target state
-    request_finished        RequestFinished               request_id session endpoint model
-                                                          outcome status first_target served_by
-                                                          failovers resumes duration_s ttft_s
-                                                          no_target_left excluded
-    git_isolated            GitIsolated                   session repo mode from to branch
-                                                          commit committed test_result reason
-                                                          pushed severity
-    git_refused             GitRefused                    session repo from to branch refusal
-                                                          test_result reason severity
-    git_decision_opened     DecisionOpened                decision_id session repo from to
-                                                          branch test_result reason severity
-    git_decision_answered   DecisionAnswered              decision_id session choice state from
-                                                          to branch test_result reason severity
-    git_action_finished     GitActionFinished             session action repo outcome branch
-                                                          commit conflicts severity
-    hook_ran                HookRan                       session command returncode timed_out
-                                                          from to branch reason
+A view is derived from the record itself, never written by hand: its dataclass fields in
+order, under the names of ``RENAMED`` (``from_target`` → ``from``; ``branch_from`` →
+``branch.from``, a nested ``{"from", "to"}``), then the properties its class lists in
+``derived``. A field named in the class's ``hidden`` stays out — that is where a record keeps
+anything that may quote a secret (git's error text, test and hook output, a push error);
+``at`` is the view's own. Values are made JSON-able the same way everywhere: an Enum is its
+value, a tuple a list, an embedded record (a git event's ``SwitchContext``) is flattened in
+place, ``until`` (a monotonic instant) becomes Unix seconds, a breaker's lane ``name`` becomes
+``target``/``key_index``/``model`` and a cooldown ``key`` its ``scope`` and lane fields. A
+class may list ``view_paths`` (dotted attribute paths) instead of its fields:
+``RequestFinished`` shows a summary of its record. The kinds, and the README's table of
+them, are tested against every event class (``tests/proxy/test_event_views.py``).
 
-``at`` is when it happened: events stamped on the monotonic clock are converted with the
-app clock; events without a time get the time they were viewed (emission is synchronous).
-``no_target_left`` is true when the client was refused (429/503) because the request's last
-routing decision found no lane; ``excluded`` then lists ``"<target>#<key>: <reason>"``.
+``at`` is when it happened: the event's ``at`` (monotonic, stamped by the bus at emission
+when the emitter gave none) converted with the app clock; ``cooldown_expired`` is at the
+cooldown's end, which may be before it was noticed. Views carry ids, states, reasons and
+counts only: events hold no key, URL or prompt/response text, and nothing here adds any.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields, is_dataclass
+from enum import Enum
+from operator import attrgetter
 from typing import Any
 
-from policies.breaker import BreakerTransition
-from policies.cooldown import CooldownCleared, CooldownExpired, CooldownSet
 from policies.lanes import KeyId, LaneId
 from proxy.clock import Clock
-from proxy.events import (
-    AdmissionRejected,
-    ConfigReloaded,
-    DecisionAnswered,
-    DecisionOpened,
-    FailedOver,
-    GitActionFinished,
-    GitIsolated,
-    GitRefused,
-    HookRan,
-    KeyDisabled,
-    RateLimitObserved,
-    StreamResumed,
-)
-from proxy.operator import TargetOperated
-from proxy.record import RequestFinished, RequestRecord
+from proxy.operator import OPERATED
 
 View = dict[str, Any]
-Renderer = Callable[[Any, Clock], View]
 
-_REFUSED = frozenset({429, 503})
-_OPERATED = {
-    "pause": "paused",
-    "resume": "resumed",
-    "drain": "draining",
-    "disable": "disabled",
-    "enable": "enabled",
-    "reset": "reset",
+RENAMED = {
+    "from_target": "from",
+    "to_target": "to",
+    "from_state": "from",
+    "to_state": "to",
+    "target_id": "target",
+    "client_model": "model",
+    "branch_from": "branch.from",
+    "branch_to": "branch.to",
 }
+"""Record field → view name, for every event (a dotted name nests: ``branch.from``)."""
+
+Step = tuple[str, Callable[[Any], object]]
 
 
 def unix_s(clock: Clock, monotonic_s: float) -> float:
@@ -92,27 +59,11 @@ def unix_s(clock: Clock, monotonic_s: float) -> float:
     return round(clock.wall() - (clock.monotonic() - monotonic_s), 3)
 
 
-def _now(clock: Clock) -> float:
-    return round(clock.wall(), 3)
-
-
-def _breaker(e: BreakerTransition, clock: Clock) -> View:
-    name = e.name
-    target, key_index, model = (
-        (name.target, name.key_index, name.model)
-        if isinstance(name, LaneId)
-        else (name, None, None)
-    )
-    return {
-        "type": "breaker_state_changed",
-        "at": unix_s(clock, e.at),
-        "target": target,
-        "key_index": key_index,
-        "model": model,
-        "from": e.from_state.value,
-        "to": e.to_state.value,
-        "reason": e.reason,
-    }
+def _lane(name: object) -> View:
+    """A breaker's name: its lane's fields (a bare name is a target)."""
+    if isinstance(name, LaneId):
+        return {"target": name.target, "key_index": name.key_index, "model": name.model}
+    return {"target": str(name), "key_index": None, "model": None}
 
 
 def _scope(key: object) -> View:
@@ -129,257 +80,69 @@ def _scope(key: object) -> View:
     return {"scope": "target", "target": str(key)}
 
 
-def _cooldown(kind: str) -> Renderer:
-    def render(
-        e: CooldownSet[Any] | CooldownExpired[Any] | CooldownCleared[Any], clock: Clock
-    ) -> View:
-        at = unix_s(clock, e.until) if isinstance(e, CooldownExpired) else _now(clock)
-        out: View = {"type": kind, "at": at, **_scope(e.key)}
-        out.update(until=unix_s(clock, e.until), reason=e.reason.value)
-        if isinstance(e, CooldownSet):
-            out["extended"] = e.extended
-        return out
+_FLATTENED: dict[str, Callable[[object], View]] = {"name": _lane, "key": _scope}
+"""Fields shown as several view fields: a breaker's lane name, a cooldown's key."""
 
-    return render
+_PLANS: dict[type, tuple[Step, ...]] = {}
 
 
-def _failover(e: FailedOver, clock: Clock) -> View:
-    return {
-        "type": "failover",
-        "at": unix_s(clock, e.at),
-        "request_id": e.request_id,
-        "session": e.session,
-        "from": e.from_target,
-        "to": e.to_target,
-        "reason": e.reason,
-    }
+def _plan(cls: type) -> tuple[Step, ...]:
+    """(view name, getter) for each shown field of ``cls``, in view order (built once)."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hidden = getattr(cls, "hidden", frozenset()) | {"at"}
+        paths = getattr(cls, "view_paths", None) or [f.name for f in fields(cls)]
+        shown = [p for p in (*paths, *getattr(cls, "derived", ())) if p not in hidden]
+        plan = _PLANS[cls] = tuple(map(_step, shown))
+    return plan
 
 
-def _resumed(e: StreamResumed, clock: Clock) -> View:
-    return {
-        "type": "stream_resumed",
-        "at": _now(clock),
-        "request_id": e.request_id,
-        "from": e.from_target,
-        "to": e.to_target,
-        "reason": e.reason,
-    }
+def _step(path: str) -> Step:
+    """A dotted attribute path and the view name of its last part."""
+    name = path.rpartition(".")[2]
+    return RENAMED.get(name, name), attrgetter(path)
 
 
-def _key_disabled(e: KeyDisabled, clock: Clock) -> View:
-    return {
-        "type": "key_disabled",
-        "at": unix_s(clock, e.at),
-        "target": e.target_id,
-        "key_index": e.key_index,
-        "reason": e.reason,
-    }
+def _fill(out: View, record: object, clock: Clock) -> None:
+    for name, get in _plan(type(record)):
+        value = get(record)
+        if type(value) in _SCALARS and name not in _SPECIAL:
+            out[name] = value  # most values: nothing to convert
+        elif name in _FLATTENED:
+            out.update(_FLATTENED[name](value))
+        elif "." in name:
+            outer, _, inner = name.partition(".")
+            out.setdefault(outer, {})[inner] = value
+        elif is_dataclass(value):
+            _fill(out, value, clock)
+        else:
+            out[name] = _json(name, value, clock)
 
 
-def _rate_limit(e: RateLimitObserved, clock: Clock) -> View:
-    return {
-        "type": "rate_limit_observed",
-        "at": _now(clock),
-        "target": e.target_id,
-        "key_index": e.key_index,
-        "remaining_requests": e.remaining_requests,
-        "remaining_tokens": e.remaining_tokens,
-    }
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_SPECIAL = frozenset({*_FLATTENED, *(n for n in RENAMED.values() if "." in n), "until"})
+"""View names whose value is converted even when it is a scalar."""
 
 
-def _admission(e: AdmissionRejected, clock: Clock) -> View:
-    return {
-        "type": "admission_rejected",
-        "at": _now(clock),
-        "request_id": e.request_id,
-        "reason": e.reason,
-    }
-
-
-def _reloaded(e: ConfigReloaded, clock: Clock) -> View:
-    return {
-        "type": "config_reloaded",
-        "at": round(e.at_wall, 3),
-        "result": e.result,
-        "source": e.source,
-        "detail": e.detail,
-    }
-
-
-def _operated(e: TargetOperated, clock: Clock) -> View:
-    return {
-        "type": "target_" + _OPERATED.get(e.action, e.action),
-        "at": unix_s(clock, e.at),
-        "target": e.target_id,
-        "state": e.state,
-    }
-
-
-def _git_isolated(e: GitIsolated, clock: Clock) -> View:
-    return {
-        "type": "git_isolated",
-        "at": _now(clock),
-        "session": e.session,
-        "repo": e.repo,
-        "mode": e.mode,
-        "from": e.from_target,
-        "to": e.to_target,
-        "branch": {"from": e.branch_from, "to": e.branch_to},
-        "commit": e.commit,
-        "committed": e.committed,
-        "test_result": e.test_result,
-        "reason": e.reason,
-        # a failed push's message may quote a remote URL with credentials in it
-        "pushed": None if e.push is None else e.push == "ok",
-        "severity": "warning" if e.test_result in ("failed", "timeout") else "info",
-    }
-
-
-def _git_refused(e: GitRefused, clock: Clock) -> View:
-    return {
-        "type": "git_refused",
-        "at": _now(clock),
-        "session": e.session,
-        "repo": e.repo,
-        "from": e.from_target,
-        "to": e.to_target,
-        "branch": {"from": e.branch_from, "to": e.branch_to},
-        "refusal": e.refusal,  # not ``detail``: git's own error text may quote a remote URL
-        "test_result": e.test_result,
-        "reason": e.refusal,
-        "severity": "warning",
-    }
-
-
-def _decision_opened(e: DecisionOpened, clock: Clock) -> View:
-    return {
-        "type": "git_decision_opened",
-        "at": _now(clock),
-        "decision_id": e.decision_id,
-        "session": e.session,
-        "repo": e.repo,
-        "from": e.from_target,
-        "to": e.to_target,
-        "branch": {"from": e.branch_from, "to": e.branch_to},
-        "test_result": e.test_result,  # not the output: it may quote anything
-        "reason": "tests_failed",
-        "severity": "warning",
-    }
-
-
-def _decision_answered(e: DecisionAnswered, clock: Clock) -> View:
-    return {
-        "type": "git_decision_answered",
-        "at": _now(clock),
-        "decision_id": e.decision_id,
-        "session": e.session,
-        "choice": e.choice,
-        "state": e.state,
-        "from": e.from_target,
-        "to": e.to_target,
-        "branch": {"from": e.branch_from, "to": e.branch_to},
-        "test_result": e.test_result,
-        "reason": e.choice,
-        "severity": "warning" if e.state == "failed" else "info",
-    }
-
-
-def _git_action(e: GitActionFinished, clock: Clock) -> View:
-    return {
-        "type": "git_action_finished",
-        "at": _now(clock),
-        "session": e.session,
-        "action": e.action,
-        "repo": e.repo,
-        "outcome": e.outcome,
-        "branch": {"from": e.branch_from, "to": e.branch_to},
-        "commit": e.commit,
-        "conflicts": list(e.conflicts),
-        "reason": e.outcome,
-        "severity": "warning" if e.outcome == "conflict" else "info",
-    }
-
-
-def _hook_ran(e: HookRan, clock: Clock) -> View:
-    return {
-        "type": "hook_ran",
-        "at": _now(clock),
-        "session": e.session,
-        "command": e.command,  # the operator's own config; output stays out (may quote secrets)
-        "returncode": e.returncode,
-        "timed_out": e.timed_out,
-        "from": e.from_target,
-        "to": e.to_target,
-        "branch": e.branch,
-        "reason": e.reason,
-    }
-
-
-def final_exclusions(record: RequestRecord) -> list[str] | None:
-    """``"<lane>: <reason>"`` for each lane the request's last routing decision left out,
-    when that decision found no lane and the client was refused; None otherwise."""
-    if not record.decisions or record.served_by is not None or record.status not in _REFUSED:
-        return None
-    final = record.decisions[-1]
-    if final.get("chosen") is not None:
-        return None
-    rejections = final.get("rejections")
-    return [
-        f"{r['lane']}: {r['reason']}"
-        for r in (rejections if isinstance(rejections, list) else [])
-        if isinstance(r, dict) and r.get("reason") != "no_model"
-    ]
-
-
-def _finished(e: RequestFinished, clock: Clock) -> View:
-    r = e.record
-    excluded = final_exclusions(r)
-    return {
-        "type": "request_finished",
-        "at": _now(clock),
-        "request_id": r.request_id,
-        "session": r.session,
-        "endpoint": r.endpoint,
-        "model": r.client_model,
-        "outcome": r.outcome,
-        "status": r.status,
-        "first_target": r.attempts[0].target if r.attempts else None,
-        "served_by": r.segments[-1].target if r.segments else r.served_by,
-        "failovers": r.failovers,
-        "resumes": r.resumes,
-        "duration_s": r.duration_s,
-        "ttft_s": r.ttft_s,
-        "no_target_left": excluded is not None,
-        "excluded": excluded or [],
-    }
-
-
-VIEWS: dict[type, Renderer] = {
-    BreakerTransition: _breaker,
-    CooldownSet: _cooldown("cooldown_set"),
-    CooldownExpired: _cooldown("cooldown_expired"),
-    CooldownCleared: _cooldown("cooldown_cleared"),
-    FailedOver: _failover,
-    StreamResumed: _resumed,
-    KeyDisabled: _key_disabled,
-    RateLimitObserved: _rate_limit,
-    AdmissionRejected: _admission,
-    ConfigReloaded: _reloaded,
-    TargetOperated: _operated,
-    RequestFinished: _finished,
-    GitIsolated: _git_isolated,
-    GitRefused: _git_refused,
-    DecisionOpened: _decision_opened,
-    DecisionAnswered: _decision_answered,
-    GitActionFinished: _git_action,
-    HookRan: _hook_ran,
-}
+def _json(name: str, value: object, clock: Clock) -> object:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    if name == "until" and isinstance(value, float | int):
+        return unix_s(clock, value)
+    return value
 
 
 def view(event: object, clock: Clock) -> View | None:
     """The typed JSON view of ``event``, or None when it has none."""
-    render = VIEWS.get(type(event))
-    return None if render is None else render(event, clock)
+    kind = getattr(event, "kind", None)
+    if kind is None:
+        return None
+    at = getattr(event, "at", None)
+    out: View = {"type": kind, "at": unix_s(clock, clock.monotonic() if at is None else at)}
+    _fill(out, event, clock)
+    return out
 
 
 # -- one line for people -------------------------------------------------------------------
@@ -407,6 +170,10 @@ def _line_finished(v: View) -> str:
     return line
 
 
+def _operated(done: str) -> Callable[[View], str]:
+    return lambda v: f"target {v['target']} {done}"
+
+
 _LINES: dict[str, Callable[[View], str]] = {
     "breaker_state_changed": lambda v: (
         f"breaker {lane_name(v)} {v['from']} -> {v['to']} ({v['reason']})"
@@ -432,7 +199,7 @@ _LINES: dict[str, Callable[[View], str]] = {
     ),
     "git_refused": lambda v: f"session {v['session']}: git isolation refused ({v['refusal']})",
     "request_finished": _line_finished,
-}
+} | {f"target_{done}": _operated(done) for done in OPERATED.values()}
 
 
 def describe(v: View) -> str:
@@ -440,7 +207,5 @@ def describe(v: View) -> str:
     line = _LINES.get(v["type"])
     if line is not None:
         return line(v)
-    if v["type"].startswith("target_"):
-        return f"target {v['target']} {v['type'].removeprefix('target_')}"
-    fields = " ".join(f"{k}={val}" for k, val in v.items() if k not in ("type", "at"))
-    return f"{v['type']} {fields}".strip()
+    fields_ = " ".join(f"{k}={val}" for k, val in v.items() if k not in ("type", "at"))
+    return f"{v['type']} {fields_}".strip()

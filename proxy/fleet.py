@@ -106,7 +106,10 @@ class Fleet:
     # -- snapshot -------------------------------------------------------------------------
 
     def lanes(self, client_model: str, tokens: int, now: float) -> list[LaneView]:
-        """Every (target, key) lane for ``client_model`` as the router sees it at ``now``."""
+        """Every (target, key) lane for ``client_model`` as the router sees it at ``now``.
+        Cooldowns that ended by ``now`` are dropped first, each emitted once as
+        ``CooldownExpired`` (nothing to do, in O(1), while none has ended)."""
+        self.events.emit_all(self.cooldowns.expire(now))
         views: list[LaneView] = []
         for rt in self.targets.values():
             model = rt.serves(client_model)
@@ -220,6 +223,7 @@ class Fleet:
                     lease.key_index,
                     hints.remaining_requests,
                     hints.remaining_tokens,
+                    now,
                 )
             )
         wait = exhausted_until_s(hints)

@@ -87,7 +87,7 @@ class Gateway:
 
     @classmethod
     def build(cls, config: Config, *, clock: Clock, rng: random.Random | None = None) -> Gateway:
-        events = EventBus()
+        events = EventBus(clock)
         gw = cls(
             config=config,
             clock=clock,

@@ -19,7 +19,7 @@ from typing import Any
 from policies.gitplan import CONFLICT, GitPlan, Mode, Verdict, plan_merge, plan_rollback
 from policies.gitrepo import Refusal, Refused, RepoState
 from policies.sessions import Choice, Decision, DecisionState, Entry, Outcome, Switch, with_entry
-from proxy.events import DecisionAnswered, GitActionFinished, GitRefused
+from proxy.events import DecisionAnswered, GitActionFinished, GitRefused, SwitchContext
 from proxy.gitops import Place, PlanResult, execute, inspect, recheck
 from proxy.isolation import Done, Isolator
 
@@ -85,15 +85,18 @@ class GitActions:
         self.gw.events.emit(
             DecisionAnswered(
                 decision_id=decision.id,
-                session=decision.session,
+                switch=SwitchContext(
+                    decision.session,
+                    decision.from_target,
+                    decision.to_target,
+                    done.branch_from,
+                    done.branch_to,
+                    decision.test_result,
+                    decision.reason,
+                ),
                 choice=choice.value,
                 state=self.store.decisions[decision_id].state.value,
-                from_target=decision.from_target,
-                to_target=decision.to_target,
-                branch_from=done.branch_from,
-                branch_to=done.branch_to,
-                test_result=decision.test_result,
-                reason=decision.reason,
+                at=self.gw.clock.monotonic(),
             )
         )
         names = ("branch_from", "branch_to", "commit", "refusal", "detail")
@@ -203,15 +206,16 @@ class GitActions:
         self.isolator.changed()
         self.gw.events.emit(
             GitActionFinished(
-                session=sid,
+                switch=SwitchContext(
+                    sid, branch_from=plan.branch_from, branch_to=plan.branch_to, reason=action
+                ),
                 action=action,
                 repo=repo,
                 outcome=outcome.value,
-                branch_from=plan.branch_from,
-                branch_to=plan.branch_to,
                 commit=commit,
                 conflicts=conflicts,
                 detail=detail,
+                at=self.gw.clock.monotonic(),
             )
         )
         return ActionResult(
@@ -223,16 +227,11 @@ class GitActions:
     ) -> ActionResult:
         self.gw.events.emit(
             GitRefused(
-                session=sid,
+                switch=SwitchContext(sid, branch_from=state.head_branch, reason=action),
                 repo=repo,
                 refusal=why.reason.value,
                 detail=why.detail,
-                from_target=None,
-                to_target=None,
-                branch_from=state.head_branch,
-                branch_to=None,
-                test_result=Verdict.NOT_RUN.value,
-                reason=action,
+                at=self.gw.clock.monotonic(),
             )
         )
         outcome = "failed" if why.reason is Refusal.GIT_FAILED else "refused"

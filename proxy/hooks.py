@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 
-from proxy.events import EventBus, HookRan
+from proxy.events import EventBus, HookRan, SwitchContext
 
 OUTPUT_LIMIT = 4000
 REAP_TIMEOUT_S = 5.0
@@ -91,44 +91,27 @@ async def run_command(
     return CommandResult(command, code, timed_out, text, round(loop.time() - started, 3))
 
 
-@dataclass(frozen=True, slots=True)
-class SwitchInfo:
-    session: str
-    from_target: str
-    to_target: str
-    reason: str
-    branch: str | None
-    repo: str | None
-
-
 async def run_failover_hooks(
-    commands: tuple[str, ...], info: SwitchInfo, *, timeout_s: float, events: EventBus
+    commands: tuple[str, ...],
+    switch: SwitchContext,
+    repo: str | None,
+    *,
+    timeout_s: float,
+    events: EventBus,
 ) -> list[CommandResult]:
-    """Each ``hooks.on_failover`` command in turn, one ``HookRan`` event per command."""
+    """Each ``hooks.on_failover`` command in turn (in ``repo``), one ``HookRan`` per command."""
     env = clean_env(
         {
-            "SIDESTEP_SESSION": info.session,
-            "SIDESTEP_FROM": info.from_target,
-            "SIDESTEP_TO": info.to_target,
-            "SIDESTEP_REASON": info.reason,
-            "SIDESTEP_BRANCH": info.branch or "",
+            "SIDESTEP_SESSION": switch.session,
+            "SIDESTEP_FROM": switch.from_target or "",
+            "SIDESTEP_TO": switch.to_target or "",
+            "SIDESTEP_REASON": switch.reason,
+            "SIDESTEP_BRANCH": switch.branch_to or "",
         }
     )
     results: list[CommandResult] = []
     for command in commands:
-        result = await run_command(command, cwd=info.repo, env=env, timeout_s=timeout_s)
+        result = await run_command(command, cwd=repo, env=env, timeout_s=timeout_s)
         results.append(result)
-        events.emit(
-            HookRan(
-                session=info.session,
-                command=command,
-                returncode=result.returncode,
-                timed_out=result.timed_out,
-                output=result.output,
-                from_target=info.from_target,
-                to_target=info.to_target,
-                branch=info.branch,
-                reason=info.reason,
-            )
-        )
+        events.emit(HookRan(switch, command, result.returncode, result.timed_out, result.output))
     return results

@@ -30,7 +30,7 @@ from policies.sessions import Decision, Outcome, Switch, moved, with_entry
 from policies.sessions import entry as find_entry
 from proxy.config import Config
 from proxy.config.git import Git
-from proxy.events import DecisionOpened, GitIsolated, GitRefused
+from proxy.events import DecisionOpened, GitIsolated, GitRefused, SwitchContext
 from proxy.gateway import Gateway
 from proxy.gitops import (
     GitRunner,
@@ -43,7 +43,7 @@ from proxy.gitops import (
     recheck,
     relocate,
 )
-from proxy.hooks import SwitchInfo, clean_env, run_command, run_failover_hooks
+from proxy.hooks import clean_env, run_command, run_failover_hooks
 from proxy.inbound import WORKDIR_HEADER
 
 if TYPE_CHECKING:  # proxy.sessions imports this module
@@ -110,6 +110,15 @@ class Done:
     commit: str | None = None
     refusal: str | None = None
     detail: str = ""
+    verdict: Verdict = Verdict.NOT_RUN  # how the tests went
+
+
+def _context(
+    sw: Switch, verdict: Verdict, branch_from: str | None, branch_to: str | None
+) -> SwitchContext:
+    return SwitchContext(
+        sw.session, sw.from_target, sw.to_target, branch_from, branch_to, verdict.value, sw.reason
+    )
 
 
 class Isolator:
@@ -134,7 +143,7 @@ class Isolator:
     ) -> Done:
         """Record and announce that ``sw``'s git work was refused (or failed): ``why``."""
         failed = why.reason is Refusal.GIT_FAILED
-        done = Done(Outcome.FAILED if failed else Outcome.REFUSED, branch, None, None)
+        done = Done(Outcome.FAILED if failed else Outcome.REFUSED, branch, verdict=verdict)
         done = replace(done, refusal=why.reason.value, detail=why.detail)
         self.update_entry(
             sw.session,
@@ -147,16 +156,11 @@ class Isolator:
         )
         self.gw.events.emit(
             GitRefused(
-                session=sw.session,
+                switch=_context(sw, verdict, branch, None),
                 repo=repo,
                 refusal=why.reason.value,
                 detail=why.detail,
-                from_target=sw.from_target,
-                to_target=sw.to_target,
-                branch_from=branch,
-                branch_to=None,
-                test_result=verdict.value,
-                reason=sw.reason,
+                at=self.gw.clock.monotonic(),
             )
         )
         return done
@@ -174,11 +178,11 @@ class Isolator:
             else:
                 self.update_entry(sw.session, sw.request_id, outcome=Outcome.RECORDED)
             if config.hooks.on_failover:
-                branch = done.branch_to if done else None
-                info = SwitchInfo(sw.session, sw.from_target, sw.to_target, sw.reason, branch, repo)
+                done = done or Done(Outcome.RECORDED)
                 await run_failover_hooks(
                     config.hooks.on_failover,
-                    info,
+                    _context(sw, done.verdict, done.branch_from, done.branch_to),
+                    repo,
                     timeout_s=config.hooks.timeout_s,
                     events=self.gw.events,
                 )
@@ -285,7 +289,8 @@ class Isolator:
         plan = planned.plan
         outcome = Outcome.CHECKPOINTED if planned.mode is Mode.CHECKPOINT else Outcome.ISOLATED
         detail = "; ".join(result.soft_failures)
-        done = Done(outcome, plan.branch_from, plan.branch_to, result.outputs.get("commit"))
+        commit = result.outputs.get("commit")
+        done = Done(outcome, plan.branch_from, plan.branch_to, commit, verdict=verdict)
         done = replace(done, detail=detail)
         self.update_entry(
             sw.session,
@@ -301,18 +306,13 @@ class Isolator:
         pushed = any(s.args[:1] == ("push",) for s in plan.steps)
         self.gw.events.emit(
             GitIsolated(
-                session=sw.session,
+                switch=_context(sw, verdict, plan.branch_from, plan.branch_to),
                 repo=repo,
                 mode=planned.mode.value,
-                from_target=sw.from_target,
-                to_target=sw.to_target,
-                branch_from=plan.branch_from,
-                branch_to=plan.branch_to,
                 commit=done.commit,
                 committed=plan.commits,
-                test_result=verdict.value,
-                reason=sw.reason,
                 push=(detail or "ok") if pushed else None,
+                at=self.gw.clock.monotonic(),
             )
         )
         return done
@@ -349,15 +349,10 @@ class Isolator:
         self.gw.events.emit(
             DecisionOpened(
                 decision_id=decision.id,
-                session=sw.session,
+                switch=_context(sw, verdict, plan.branch_from, plan.branch_to),
                 repo=repo,
-                from_target=sw.from_target,
-                to_target=sw.to_target,
-                branch_from=plan.branch_from,
-                branch_to=plan.branch_to,
-                test_result=verdict.value,
                 test_output=output,
-                reason=sw.reason,
+                at=self.gw.clock.monotonic(),
             )
         )
-        return Done(Outcome.BLOCKED, plan.branch_from, None, detail=detail)
+        return Done(Outcome.BLOCKED, plan.branch_from, None, detail=detail, verdict=verdict)

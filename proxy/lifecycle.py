@@ -45,7 +45,8 @@ async def serve(run: Run) -> web.StreamResponse:
         try:
             await gw.admission.enter()
         except Rejected as exc:
-            gw.events.emit(AdmissionRejected(run.creq.request_id, exc.reason))
+            now = gw.clock.monotonic()
+            gw.events.emit(AdmissionRejected(run.creq.request_id, exc.reason, now))
             return _answer(run, Outcome.REJECTED, busy(run, exc.reason))
         try:
             return await Driver(run).drive()
@@ -117,7 +118,8 @@ class Driver:
         try:
             await gw.admission.wait_for_capacity(command.timeout_s)
         except Rejected as exc:
-            gw.events.emit(AdmissionRejected(self.run.creq.request_id, exc.reason))
+            now = gw.clock.monotonic()
+            gw.events.emit(AdmissionRejected(self.run.creq.request_id, exc.reason, now))
             return lc.CapacityWaited(exc.reason)
         return lc.CapacityWaited()
 
@@ -225,7 +227,7 @@ class Driver:
                 )
             elif isinstance(effect, lc.Resumed):
                 event = StreamResumed(
-                    run.creq.request_id, effect.from_target, effect.to_target, effect.reason
+                    run.creq.request_id, effect.from_target, effect.to_target, effect.reason, now
                 )
                 gw.events.emit(event)
             else:
@@ -296,12 +298,13 @@ def _abandoned(exc: BaseException) -> Outcome:
 def _finished(run: Run) -> None:
     gw = run.gw
     record = run.record
-    record.duration_s = round(gw.clock.monotonic() - run.started, 6)
+    now = gw.clock.monotonic()
+    record.duration_s = round(now - run.started, 6)
     if record.outcome not in (Outcome.OK, Outcome.CLIENT_ERROR, Outcome.CLIENT_DISCONNECT):
         log.warning(
             "%s %s -> %s", run.creq.request_id, record.endpoint, record.error or record.outcome
         )
-    gw.events.emit(RequestFinished(record))
+    gw.events.emit(RequestFinished(record, now))
 
 
 __all__ = ["serve"]

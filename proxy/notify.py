@@ -1,7 +1,7 @@
 """Delivering notifications: webhooks and the session handoff callback, off the request path.
 
-The bus subscriber (``Notifier.on_event``: synchronous and cheap) takes the typed view of
-each event (``proxy.event_views``) and asks ``proxy.notify_formats.notice`` whether it is a
+The bus subscriber (``Notifier.on_event``: synchronous and cheap) takes each event with its
+typed view (``proxy.event_views``) and asks ``proxy.notify_formats.notice`` whether it is a
 notification (failover, breaker_open, breaker_closed, all_targets_unavailable,
 git_isolation). Each webhook subscribed to it coalesces it per (target, event): the first is
 sent; more within ``min_interval_s`` (app clock) are only counted, and the count rides on the
@@ -36,7 +36,7 @@ from proxy.clock import Clock
 from proxy.config.notifications import Notifications, Webhook
 from proxy.event_views import view
 from proxy.gateway import Gateway
-from proxy.notify_formats import Notice, handoff, notice, render
+from proxy.notify_formats import WANTED, Notice, handoff, notice, render
 
 log = logging.getLogger("sidestep.notify")
 
@@ -153,18 +153,18 @@ class Notifier:
         settings = self._gw.config.notifications
         if settings is not self._settings:
             self.configure(settings)
-        if not self._channels and self._callback is None:
+        if (not self._channels and self._callback is None) or type(event) not in WANTED:
             return
         v = view(event, self._gw.clock)
         if v is None:
             return
-        n = notice(v)
+        n = notice(event, v)
         if n is not None:
             now = self._gw.clock.monotonic()
             for channel in self._channels.values():
                 channel.offer(n, now)
         if self._callback is not None:
-            body = handoff(v, git=self._gw.config.git.enabled)
+            body = handoff(event, v["at"], git=self._gw.config.git.enabled)
             if body is not None:
                 self._callback.push(body)
 

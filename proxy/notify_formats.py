@@ -1,7 +1,7 @@
 """What a notification says: which bus events are notifications, and their bodies.
 
-``notice(view)`` derives at most one notification from an event's typed view
-(``proxy.event_views``)::
+``notice(event, view)`` derives at most one notification from an event (dispatching on its
+type) and its typed view (``proxy.event_views``)::
 
     notification             when                                                  severity
     failover                 a request moved to another target before its first     warning
@@ -12,10 +12,13 @@
                              last routing decision found no lane left
                              (``no_target_left``), or an admission rejection with
                              reason ``no_target``
-    git_isolation            any view whose type starts with ``git_`` (git_isolated, from the
-                             git_refused); its ``session``, ``from``/``to``,        view, else
-                             ``branch`` ({from, to}), ``reason`` (or ``result``)    info
-                             and ``diff`` are used
+    git_isolation            a git event (a ``GitNotice``: git_isolated,            from the
+                             git_refused, git_decision_opened,                      event
+                             git_decision_answered, git_action_finished); its
+                             switch context gives session, from/to and branch;
+                             the reason is its ``notice_reason`` (the failover
+                             reason, the refusal, "tests_failed", the choice or
+                             the outcome)
 
 ``render`` makes a webhook's body in its format — the generic JSON ``payload``, Discord's
 ``{"content": line}`` or Slack's ``{"text": line}`` — and ``handoff`` the ``callback_url``
@@ -32,8 +35,11 @@ from typing import Any
 
 import orjson
 
+from policies.breaker import BreakerState, BreakerTransition
 from proxy.config.notifications import NotificationEvent, Webhook, WebhookFormat
 from proxy.event_views import View, describe, lane_name
+from proxy.events import AdmissionRejected, DecisionOpened, FailedOver, GitIsolated, GitNotice
+from proxy.record import RequestFinished
 
 LINE_LIMIT = 1900  # Discord refuses content over 2000 characters
 
@@ -48,7 +54,7 @@ class Notice:
     session_id: str | None
     target: tuple[str | None, str | None]
     reason: str | None
-    branch: object = None
+    branch: tuple[str | None, str | None] | None = None  # (from, to), for git notices
 
     @property
     def coalesce_key(self) -> tuple[str, str]:
@@ -56,68 +62,77 @@ class Notice:
 
 
 _BREAKER = {
-    "open": (NotificationEvent.BREAKER_OPEN, "error"),
-    "closed": (NotificationEvent.BREAKER_CLOSED, "info"),
+    BreakerState.OPEN: (NotificationEvent.BREAKER_OPEN, "error"),
+    BreakerState.CLOSED: (NotificationEvent.BREAKER_CLOSED, "info"),
 }
 
 
-def _on_failover(v: View) -> Notice:
-    pair = (v["from"], v["to"])
-    return Notice(NotificationEvent.FAILOVER, "warning", v, v["session"], pair, v["reason"])
+def _on_failover(e: FailedOver, v: View) -> Notice:
+    pair = (e.from_target, e.to_target)
+    return Notice(NotificationEvent.FAILOVER, "warning", v, e.session, pair, e.reason)
 
 
-def _on_breaker(v: View) -> Notice | None:
-    event = _BREAKER.get(v["to"])
+def _on_breaker(e: BreakerTransition, v: View) -> Notice | None:
+    event = _BREAKER.get(e.to_state)
     if event is None:
         return None
-    reason = f"{lane_name(v)}: {v['reason']}"
+    reason = f"{lane_name(v)}: {e.reason}"
     return Notice(event[0], event[1], v, None, (v["target"], None), reason)
 
 
-def _on_finished(v: View) -> Notice | None:
+def _on_finished(e: RequestFinished, v: View) -> Notice | None:
     if not v["no_target_left"]:
         return None
     reason = "; ".join(v["excluded"]) or "no target serves the request"
     # no single target: every refusal shares one coalescing window
     return Notice(
-        NotificationEvent.ALL_TARGETS_UNAVAILABLE, "critical", v, v["session"], (None, None), reason
-    )
+        NotificationEvent.ALL_TARGETS_UNAVAILABLE, "critical", v, e.record.session, (None, None),
+        reason,
+    )  # fmt: skip
 
 
-def _on_admission(v: View) -> Notice | None:
-    if v["reason"] != "no_target":
+def _on_admission(e: AdmissionRejected, v: View) -> Notice | None:
+    if e.reason != "no_target":
         return None
     return Notice(
         NotificationEvent.ALL_TARGETS_UNAVAILABLE, "critical", v, None, (None, None), "no_target"
     )
 
 
-def _on_git(v: View) -> Notice:
+def _on_git(e: GitNotice, v: View) -> Notice:
+    sw = e.switch
     return Notice(
         NotificationEvent.GIT_ISOLATION,
-        str(v.get("severity", "info")),
+        e.severity,
         v,
-        v.get("session"),
-        (v.get("from"), v.get("to")),
-        v.get("reason") or v.get("result"),
-        v.get("branch"),
+        sw.session,
+        (sw.from_target, sw.to_target),
+        e.notice_reason,
+        (sw.branch_from, sw.branch_to),
     )
 
 
-NOTICES: dict[str, Callable[[View], Notice | None]] = {
-    "failover": _on_failover,
-    "breaker_state_changed": _on_breaker,
-    "request_finished": _on_finished,
-    "admission_rejected": _on_admission,
+NOTICES: dict[type, Callable[[Any, View], Notice | None]] = {
+    FailedOver: _on_failover,
+    BreakerTransition: _on_breaker,
+    RequestFinished: _on_finished,
+    AdmissionRejected: _on_admission,
+    **{kind: _on_git for kind in GitNotice.__subclasses__()},
 }
-"""View type → the notification it is, if any (``git_*`` views: see ``notice``)."""
+"""Event type → the notification it is, if any."""
 
 
-def notice(v: View) -> Notice | None:
-    rule = NOTICES.get(v["type"])
-    if rule is not None:
-        return rule(v)
-    return _on_git(v) if v["type"].startswith("git_") else None
+HANDOFFS = frozenset({DecisionOpened, GitIsolated, RequestFinished})
+"""Event types that may make a ``callback_url`` body (see ``handoff``)."""
+
+WANTED = frozenset(NOTICES) | HANDOFFS
+"""Event types the notifier needs a view of; it skips every other event unviewed."""
+
+
+def notice(event: object, v: View) -> Notice | None:
+    """The notification ``event`` (whose view is ``v``) is, if any."""
+    rule = NOTICES.get(type(event))
+    return None if rule is None else rule(event, v)
 
 
 def iso(unix_s: float) -> str:
@@ -137,8 +152,8 @@ def payload(n: Notice, coalesced: int, include_diffs: bool) -> dict[str, Any]:
         "coalesced": coalesced,
         "message": message(n, coalesced),
     }
-    if isinstance(n.branch, dict):
-        out["branch"] = {"from": n.branch.get("from"), "to": n.branch.get("to")}
+    if n.branch is not None:
+        out["branch"] = {"from": n.branch[0], "to": n.branch[1]}
     if include_diffs and "diff" in n.view:
         out["diff"] = n.view["diff"]
     return out
@@ -166,31 +181,33 @@ def render(hook: Webhook, n: Notice, coalesced: int) -> bytes:
     return orjson.dumps(payload(n, coalesced, hook.include_diffs), default=str)
 
 
-def handoff(v: View, *, git: bool = False) -> bytes | None:
-    """The ``callback_url`` body, if ``v`` is one: ``switch_complete`` when a session moved to
-    another target — once its git isolation is done (with the branch) when ``git`` is on, else
-    when the request that moved finished — and ``decision_opened`` when isolation waits for
-    an answer (tests failed). Requests without a session header are the session ``default``."""
-    kind = v["type"]
-    if kind == "git_decision_opened":
-        return _handoff(v["session"], v["to"], v["branch"]["from"], "decision_opened", v["at"],
-                        decision_id=v["decision_id"], proposed_branch=v["branch"]["to"],
-                        test_result=v["test_result"])  # fmt: skip
-    if kind == "git_isolated" and git:
-        return _handoff(v["session"], v["to"], v["branch"]["to"], "switch_complete", v["at"],
-                        previous_provider=v["from"], previous_branch=v["branch"]["from"],
-                        test_result=v["test_result"])  # fmt: skip
-    if kind != "request_finished" or git or v["outcome"] != "ok":
+def handoff(event: object, at: float, *, git: bool = False) -> bytes | None:
+    """The ``callback_url`` body, if ``event`` makes one (``at``: its Unix time):
+    ``switch_complete`` when a session moved to another target — once its git isolation is
+    done (with the branch) when ``git`` is on, else when the request that moved finished —
+    and ``decision_opened`` when isolation waits for an answer (tests failed). Requests
+    without a session header are the session ``default``."""
+    if isinstance(event, DecisionOpened):
+        sw = event.switch
+        return _handoff(sw.session, sw.to_target, sw.branch_from, "decision_opened", at,
+                        decision_id=event.decision_id, proposed_branch=sw.branch_to,
+                        test_result=sw.test_result)  # fmt: skip
+    if isinstance(event, GitIsolated) and git:
+        sw = event.switch
+        return _handoff(sw.session, sw.to_target, sw.branch_to, "switch_complete", at,
+                        previous_provider=sw.from_target, previous_branch=sw.branch_from,
+                        test_result=sw.test_result)  # fmt: skip
+    if not isinstance(event, RequestFinished) or git or event.record.outcome != "ok":
         return None
-    first, served = v["first_target"], v["served_by"]
+    first, served = event.first_target, event.served_by
     if not first or not served or first == served:
         return None
-    return _handoff(v["session"] or "default", served, None, "switch_complete", v["at"],
-                    previous_provider=first, request_id=v["request_id"])  # fmt: skip
+    return _handoff(event.record.session or "default", served, None, "switch_complete", at,
+                    previous_provider=first, request_id=event.record.request_id)  # fmt: skip
 
 
 def _handoff(
-    session: str, provider: str, branch: str | None, event: str, at: float, **extra: object
+    session: str, provider: str | None, branch: str | None, event: str, at: float, **extra: object
 ) -> bytes:
     body = {"session_id": session, "provider": provider, "branch": branch, "event": event}
     return orjson.dumps({**body, **extra, "timestamp": iso(at)})

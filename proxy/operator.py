@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
 from policies.lanes import target_of
 from policies.routing import OperatorState
@@ -60,9 +61,29 @@ def operate(fleet: Fleet, target_id: str, action: OperatorAction, now: float) ->
     return events
 
 
+OPERATED = {
+    OperatorAction.PAUSE: "paused",
+    OperatorAction.RESUME: "resumed",
+    OperatorAction.DRAIN: "draining",
+    OperatorAction.DISABLE: "disabled",
+    OperatorAction.ENABLE: "enabled",
+    OperatorAction.RESET: "reset",
+}
+"""Each action in the past tense: its event's kind is ``target_<that>``."""
+
+
 @dataclass(frozen=True, slots=True)
 class TargetOperated:
+    """An operator ``action`` was applied to ``target_id``; ``state`` is its operator state
+    now (``at``: monotonic seconds)."""
+
+    hidden: ClassVar[frozenset[str]] = frozenset({"action"})  # the kind names it
+
     target_id: str
     action: str
     state: str
     at: float
+
+    @property
+    def kind(self) -> str:
+        return "target_" + OPERATED[OperatorAction(self.action)]

@@ -110,7 +110,13 @@ class Reloader:
             status = {**result.as_dict(), "trigger": trigger, "at": self.gw.clock.wall()}
             self.gw.reload_status = status
             self.gw.events.emit(
-                ConfigReloaded(result.result, self.path, status, self.gw.clock.wall())
+                ConfigReloaded(
+                    result.result,
+                    self.path,
+                    status,
+                    self.gw.clock.wall(),
+                    self.gw.clock.monotonic(),
+                )
             )
         return result
 

@@ -115,6 +115,47 @@ def test_expire_drops_only_ended_entries() -> None:
     assert table.until(("b", 0), 150.0) == 200.0
 
 
+def test_each_cooldown_expires_once_at_its_latest_end() -> None:
+    """An extended cooldown is reported once, at its new end; nothing is reported twice."""
+    table: Cooldowns[str] = Cooldowns()
+    table.set("k", 100.0, E.RATE_LIMITED)
+    table.set("k", 300.0, E.OVERLOADED)
+    assert table.expire(200.0) == ()
+    assert table.expire(300.0) == (CooldownExpired("k", 300.0, E.OVERLOADED),)
+    assert table.expire(400.0) == ()
+    assert len(table) == 0
+
+
+def test_a_cleared_cooldown_never_expires() -> None:
+    """A cooldown an operator cleared is not reported again as expired."""
+    table: Cooldowns[str] = Cooldowns()
+    table.set("k", 100.0, E.RATE_LIMITED)
+    table.clear("k")
+    assert table.expire(500.0) == ()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(st.tuples(st.sampled_from("abc"), st.floats(0, 1000)), max_size=20),
+    checks=st.lists(st.floats(0, 1000), max_size=10),
+)
+def test_expire_reports_exactly_the_ended_keys(
+    ops: list[tuple[str, float]], checks: list[float]
+) -> None:
+    """Expiring at increasing times reports each key once, when its latest end has passed."""
+    table: Cooldowns[str] = Cooldowns()
+    for key, until in ops:
+        table.set(key, until, E.RATE_LIMITED)
+    reported: list[str] = []
+    for now in sorted(checks):
+        for ended in table.expire(now):
+            assert ended.until <= now
+            reported.append(ended.key)
+    assert len(reported) == len(set(reported))
+    last = max(checks, default=-1.0)
+    assert set(reported) == {k for k, _ in ops if max(u for j, u in ops if j == k) <= last}
+
+
 def test_clear() -> None:
     """clear removes a cooldown at once and reports it; clearing nothing reports nothing."""
     table: Cooldowns[str] = Cooldowns()

@@ -90,6 +90,34 @@ async def test_operator_actions_are_streamed(upstream: Any, gateway: Any) -> Non
         assert (await events.until({"type": "target_resumed"}))["state"] == "active"
 
 
+async def test_an_ended_cooldown_is_announced_once(
+    upstream: Any, gateway: Any, clock: FakeClock
+) -> None:
+    """When a lane's cooldown has ended, the next request announces cooldown_expired once,
+    stamped with the time it ended, and the lane serves again."""
+    a, b = await upstream("a"), await upstream("b")
+    a.queue(error(429, "slow down", "rate_limit_error", **{"Retry-After": "10"}))
+    gw = await gateway([target(a, priority=10), target(b)], routing={"retries_per_target": 0})
+    async with aiohttp.ClientSession() as http:
+        events = await open_events(http, gw)
+        await gw.openai().chat.completions.create(model="m", messages=MESSAGES)
+        clock.advance(60)
+        for _ in range(3):
+            await gw.openai().chat.completions.create(model="m", messages=MESSAGES)
+        seen = [await events.until({}) for _ in range(4)]
+        while sum(doc["type"] == "request_finished" for doc in seen) < 4:
+            seen.append(await events.until({}))
+    kinds = [doc["type"] for doc in seen]
+    assert kinds.count("cooldown_expired") == 1
+    (cooling,) = [doc for doc in seen if doc["type"] == "cooldown_set"]
+    (expired,) = [doc for doc in seen if doc["type"] == "cooldown_expired"]
+    assert (expired["target"], expired["reason"]) == ("a", "rate_limited")
+    assert expired["at"] == expired["until"] == cooling["until"]
+    finished = [doc for doc in seen if doc["type"] == "request_finished"]
+    assert kinds.index("cooldown_expired") > kinds.index("request_finished")  # noticed later
+    assert [doc["served_by"] for doc in finished] == ["b", "a", "a", "a"]
+
+
 async def test_stream_requires_the_admin_token(upstream: Any, gateway: Any) -> None:
     """With admin.token set, the stream answers 401 without it and streams with it."""
     gw = await gateway([target(await upstream("a"))], admin={"token": "admin-token-123456"})

@@ -147,7 +147,11 @@ async def test_failing_tests_block_the_branch_and_open_a_decision(
     await s.idle()
     assert fingerprint(repo) == before
     (opened,) = s.of(DecisionOpened)
-    assert (opened.test_result, opened.branch_from, opened.branch_to) == ("failed", "dev", "dev-b")
+    assert (opened.switch.test_result, opened.switch.branch_from, opened.switch.branch_to) == (
+        "failed",
+        "dev",
+        "dev-b",
+    )
     assert "2 tests failed" in opened.test_output
     status, listed = await s.admin("GET", "/admin/decisions?state=open")
     assert [d["id"] for d in listed["decisions"]] == [opened.decision_id]
@@ -163,7 +167,7 @@ async def test_failing_tests_block_the_branch_and_open_a_decision(
     assert branch(repo) == "dev-b"
     assert git(repo, "show", "dev:wip.py") == "broken = True"
     (isolated,) = s.of(GitIsolated)
-    assert isolated.test_result == "failed"
+    assert isolated.switch.test_result == "failed"
     (answered,) = s.of(DecisionAnswered)
     assert (answered.choice, answered.state) == ("isolate", "isolated")
     _, session = await s.admin("GET", "/admin/sessions/default")
@@ -211,7 +215,7 @@ async def test_tests_result_is_reported_when_they_do_not_block(
     await s.idle()
     assert branch(repo) == "dev-b"
     (event,) = s.of(GitIsolated)
-    assert event.test_result == result
+    assert event.switch.test_result == result
     _, session = await s.admin("GET", "/admin/sessions/default")
     assert session["history"][-1]["test_result"] == result
 

@@ -229,7 +229,11 @@ async def test_branch_mode_commits_everything_and_moves_to_the_new_branch(
     assert git(repo, "status", "--porcelain") == ""
     assert git(repo, "check-ignore", "debug.log") == "debug.log"
     (event,) = s.of(GitIsolated)
-    assert (event.branch_from, event.branch_to, event.test_result) == ("dev", "dev-b", "not_run")
+    assert (event.switch.branch_from, event.switch.branch_to, event.switch.test_result) == (
+        "dev",
+        "dev-b",
+        "not_run",
+    )
     assert event.committed and event.commit == git(repo, "rev-parse", "dev")
     assert not s.of(GitRefused)
 
@@ -268,7 +272,11 @@ async def test_checkpoint_mode_never_touches_head_index_or_tree(
     assert git(repo, "rev-parse", "dev-b~1") == git(repo, "rev-parse", "dev")
     assert not list((repo / ".git").glob("sidestep-index-*"))  # the temp index is gone
     (event,) = s.of(GitIsolated)
-    assert (event.mode, event.branch_from, event.branch_to) == ("checkpoint", "dev", "dev-b")
+    assert (event.mode, event.switch.branch_from, event.switch.branch_to) == (
+        "checkpoint",
+        "dev",
+        "dev-b",
+    )
 
 
 async def test_two_failovers_make_a_lineage(upstream: Any, gateway: Any, tmp_path: Path) -> None:

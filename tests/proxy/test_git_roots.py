@@ -262,7 +262,7 @@ async def test_rollback_and_merge_after_a_swap_are_refused(
     assert str(victim) in body["error"]["message"]
     assert fingerprint(victim) == before
     (event,) = s.of(GitRefused)
-    assert (event.refusal, event.reason) == ("repo_changed", action)
+    assert (event.refusal, event.switch.reason) == ("repo_changed", action)
 
 
 # --- the server's own environment -----------------------------------------------------------

@@ -97,7 +97,11 @@ async def test_unsafe_repo_state_is_refused_and_left_alone(
     assert fingerprint(repo) == before
     (event,) = s.of(GitRefused)
     assert event.refusal == refusal
-    assert (event.from_target, event.to_target, event.test_result) == ("a", "b", "not_run")
+    assert (event.switch.from_target, event.switch.to_target, event.switch.test_result) == (
+        "a",
+        "b",
+        "not_run",
+    )
     assert not s.of(GitIsolated)
     _, body = await s.admin("GET", "/admin/sessions/default")
     assert body["history"][-1]["outcome"] == "refused"

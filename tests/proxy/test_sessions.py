@@ -143,7 +143,7 @@ async def test_failover_hooks_get_the_switch_in_their_environment(
     ]
     first, second = s.of(HookRan)
     assert (first.returncode, first.output.strip()) == (4, "from hook")
-    assert (second.returncode, second.branch, second.session) == (0, "dev-b", "s9")
+    assert (second.returncode, second.switch.branch_to, second.switch.session) == (0, "dev-b", "s9")
 
 
 async def test_sessions_survive_a_restart(
