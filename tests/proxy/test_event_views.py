@@ -19,6 +19,7 @@ import proxy.operator
 import proxy.record
 from policies.breaker import BreakerState, BreakerTransition
 from policies.cooldown import CooldownCleared, CooldownExpired, CooldownSet
+from policies.lanes import KeyId, LaneId
 from policies.taxonomy import ErrorClass
 from proxy.event_views import RENAMED, unix_s, view
 from proxy.events import (
@@ -51,10 +52,12 @@ RECORD = RequestRecord("req_1", "chat", "gpt", "s1", True, 1.0, outcome="ok", st
 RECORD.attempts.append(AttemptRecord("a", 0, "gpt", "rate_limited", 429, 0.2))
 
 SAMPLES: list[Any] = [
-    BreakerTransition("a#1:gpt", BreakerState.CLOSED, BreakerState.OPEN, 990.0, "probe_failed"),
-    CooldownSet(("a", "1", "gpt"), 1030.0, ErrorClass.RATE_LIMITED, True, 995.0),
-    CooldownExpired(("a", "1"), 998.0, ErrorClass.OVERLOADED),
-    CooldownCleared(("a",), 1200.0, ErrorClass.OVERLOADED, 996.0),
+    BreakerTransition(
+        LaneId("a", 1, "gpt"), BreakerState.CLOSED, BreakerState.OPEN, 990.0, "probe_failed"
+    ),
+    CooldownSet(LaneId("a", 1, "gpt"), 1030.0, ErrorClass.RATE_LIMITED, True, 995.0),
+    CooldownExpired(KeyId("a", 1), 998.0, ErrorClass.OVERLOADED),
+    CooldownCleared("a", 1200.0, ErrorClass.OVERLOADED, 996.0),
     FailedOver("req_1", "s1", "a", "b", "rate_limited", 991.0),
     StreamResumed("req_1", "a", "b", "cut", 992.0),
     RateLimitObserved("a", 1, 0, 1000, 993.0),
