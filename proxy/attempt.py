@@ -18,8 +18,10 @@ from policies.routing import LaneView
 from policies.taxonomy import Stage, UpstreamOutcome
 from proxy.config import Target
 from proxy.failures import UpstreamFailure
+from proxy.first_token import Claim, Primed, await_first_token
 from proxy.fleet import Lease
 from proxy.headers import upstream_headers
+from proxy.inbound import Endpoint
 from proxy.run import Run
 from proxy.upstream import UpstreamRequest, UpstreamResponse
 
@@ -86,7 +88,8 @@ def upstream_request(run: Run, view: LaneView, model: str, leg: Leg) -> Upstream
     )
 
 
-async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
+async def attempt(run: Run, view: LaneView, leg: Leg, claim: Claim | None = None) -> AttemptResult:
+    """``claim``: set when this attempt races a hedge (``proxy.hedge``)."""
     gw = run.gw
     model = view.upstream_model or run.creq.model
     started = gw.clock.monotonic()
@@ -105,10 +108,14 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
             if hints:
                 gw.fleet.observe_headers(lease, hints, gw.clock.wall(), gw.clock.monotonic())
             if is_event_stream(resp.headers):
+                primed = await first_token(run, view, resp, started, claim)
+                if primed is None:  # no token in time, nothing sent yet: fail over like a 5xx
+                    outcome = UpstreamOutcome(stage=Stage.FIRST_BYTE, timed_out=True)
+                    return Failed(lease, outcome, gw.clock.monotonic() - started)
                 gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
                 settled = True
                 run.note_attempt(lease, "ok", resp.status, ttfb_s)
-                return Served(await leg.on_stream(run, lease, resp))
+                return Served(await leg.on_stream(run, lease, primed))
             body = await resp.read()
             gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
             settled = True
@@ -127,6 +134,19 @@ async def attempt(run: Run, view: LaneView, leg: Leg) -> AttemptResult:
     finally:
         gw.fleet.release(lease)
         gw.admission.capacity_changed()
+
+
+async def first_token(
+    run: Run, view: LaneView, resp: UpstreamResponse, started: float, claim: Claim | None
+) -> Primed | None:
+    """Hold ``resp`` until its first token, or None once the lane's first-token timeout,
+    counted from ``started``, has passed."""
+    target = run.gw.fleet.targets[view.target_id].config
+    limit_s = target.timeouts.first_token_s or run.gw.config.streams.first_token_timeout_s
+    responses = run.creq.endpoint is Endpoint.RESPONSES
+    return await await_first_token(
+        resp, run.gw.clock, started + limit_s, responses=responses, claim=claim
+    )
 
 
 _RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")

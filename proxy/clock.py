@@ -21,6 +21,10 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` (a fake clock advances itself and returns at once)."""
 
+    async def wait_until(self, deadline: float) -> None:
+        """Return once ``monotonic() >= deadline``: a timer racing real I/O. Unlike ``sleep``
+        a fake clock does not move itself for it; it fires when a test advances past it."""
+
 
 class SystemClock:
     def monotonic(self) -> float:
@@ -31,3 +35,6 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    async def wait_until(self, deadline: float) -> None:
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))

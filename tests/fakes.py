@@ -28,6 +28,7 @@ class FakeClock:
     def __init__(self, start: float = 1000.0) -> None:
         self.t = start
         self.slept: list[float] = []
+        self._timers: list[tuple[float, asyncio.Future[None]]] = []
 
     def monotonic(self) -> float:
         return self.t
@@ -37,11 +38,34 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
+        self._fire()
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.t += max(0.0, seconds)
+        self._fire()
         await asyncio.sleep(0)
+
+    async def wait_until(self, deadline: float) -> None:
+        """Wait until a test (or a ``sleep``) moves the clock to ``deadline``."""
+        if self.t >= deadline:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._timers.append((deadline, future))
+        await future
+
+    @property
+    def timers(self) -> int:
+        """Timers still waiting (lets a test see that the gateway is waiting on the clock)."""
+        return sum(1 for _, f in self._timers if not f.done())
+
+    def _fire(self) -> None:
+        due = [f for at, f in self._timers if at <= self.t]
+        self._timers = [(at, f) for at, f in self._timers if at > self.t and not f.done()]
+        for future in due:
+            if not future.done():
+                future.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,7 @@ class Reply:
     stall_after: int | None = None
     gate_after: int | None = None
     gate: asyncio.Event | None = None
+    gate_reached: asyncio.Event = field(default_factory=asyncio.Event)  # set at the gate
     stall_headers: bool = False
     reset: bool = False  # close the connection before any response
 
@@ -97,6 +122,7 @@ class Reply:
             if i == self.stall_after:
                 await asyncio.sleep(3600)
             if i == self.gate_after and self.gate is not None:
+                self.gate_reached.set()
                 await self.gate.wait()
             await resp.write(frame)
         await resp.write_eof()

@@ -1,0 +1,76 @@
+"""Issue 13.3: a first-token limit separate from the idle timeout, and an optional hedge."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from proxy.simulator import Behaviour
+from tests.conftest import target
+from tests.fakes import FakeClock, Reply, chat_frames
+from tests.proxy.test_stitching import PIECES, TEXT, WORDS, stream_text
+
+WAIT_S = 5.0  # wall-clock bound on waits for real I/O
+
+
+def gated(gate: asyncio.Event, after: int = 1) -> Reply:
+    """Headers and the role chunk at once, then nothing until ``gate`` is set."""
+    return Reply(frames=chat_frames(PIECES, model="model-a"), gate_after=after, gate=gate)
+
+
+async def reach(reply: Reply) -> None:
+    await asyncio.wait_for(reply.gate_reached.wait(), WAIT_S)
+
+
+async def test_no_first_token_in_time_fails_over_with_the_exact_text(
+    upstream: Any, gateway: Any, clock: FakeClock
+) -> None:
+    """Headers at once, then no token within first_token_timeout_s: the request fails over to
+    the fallback, the SDK reads its exact answer, and the primary's connection is closed."""
+    a = await upstream("a", behaviour=Behaviour("a", words=WORDS))
+    b = await upstream("b", behaviour=Behaviour("b", words=WORDS))
+    gw = await gateway(
+        [target(a, priority=10, timeouts={"first_token_s": 20}), target(b)],
+        streams={"first_token_timeout_s": 600},
+    )
+    gate = asyncio.Event()
+    stalled = gated(gate)
+    a.queue(stalled)
+    task = asyncio.create_task(stream_text(gw))
+    await reach(stalled)
+    clock.advance(20.5)
+    text, chunks = await asyncio.wait_for(task, WAIT_S)
+    assert text == TEXT
+    assert {c.model for c in chunks} == {"m"}  # every chunk from the fallback
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1
+    await asyncio.wait_for(a.cancelled.wait(), WAIT_S)
+    assert b.calls == 1
+    gate.set()
+
+
+async def test_a_slow_thinker_is_served_past_the_idle_timeout(
+    upstream: Any, gateway: Any, clock: FakeClock
+) -> None:
+    """A model that sends its role chunk, then thinks longer than idle_timeout_s (real time) and
+    minutes on the clock, but within first_token_timeout_s, is served, not cut."""
+    a = await upstream("a", behaviour=Behaviour("a", words=WORDS))
+    b = await upstream("b", behaviour=Behaviour("b", words=WORDS))
+    gw = await gateway(
+        [target(a, priority=10), target(b)],
+        streams={"idle_timeout_s": 0.1, "first_token_timeout_s": 300},
+    )
+    gate = asyncio.Event()
+    thinker = gated(gate)
+    a.queue(thinker)
+    task = asyncio.create_task(stream_text(gw))
+    await reach(thinker)
+    clock.advance(240)
+    # The idle timer is aiohttp's real-time sock_read: only real time can show it is not
+    # running before the first token (three of its periods).
+    await asyncio.sleep(0.3)
+    assert not task.done()
+    gate.set()
+    text, chunks = await asyncio.wait_for(task, WAIT_S)
+    assert text == TEXT
+    assert {c.model for c in chunks} == {"model-a"}
+    assert b.calls == 0
