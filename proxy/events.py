@@ -37,6 +37,25 @@ class StreamResumed:
 
 
 @dataclass(frozen=True, slots=True)
+class HedgeStarted:
+    """A second attempt was started because the first had no token after ``after_s``."""
+
+    request_id: str
+    primary_target: str
+    hedge_target: str
+    after_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeWon:
+    """The hedge's first token came first; the primary attempt was cancelled."""
+
+    request_id: str
+    primary_target: str
+    hedge_target: str
+
+
+@dataclass(frozen=True, slots=True)
 class RateLimitObserved:
     """An upstream response reported its remaining budget (``x-ratelimit-remaining-*``)."""
 

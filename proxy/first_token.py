@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 from policies.first_token import opens_answer
 from policies.sse import FrameSplitter
@@ -69,7 +70,7 @@ class Claim:
     attempt at its first token and is True for the first caller only."""
 
     def __init__(self) -> None:
-        self.winner: asyncio.Task[object] | None = None
+        self.winner: asyncio.Task[Any] | None = None
         self.won = asyncio.Event()
 
     def claim(self) -> bool:

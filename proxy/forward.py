@@ -19,10 +19,11 @@ from policies.retry import Step
 from policies.routing import Decision, Exclusion, LaneView, choose
 from policies.taxonomy import ErrorClass, UpstreamOutcome
 from proxy.admission import RETRY_AFTER_S, Rejected
-from proxy.attempt import Failed, Leg, Served, attempt
+from proxy.attempt import Failed, Leg, Served
 from proxy.errors import error_body, error_response
 from proxy.events import AdmissionRejected, FailedOver
 from proxy.headers import client_headers
+from proxy.hedge import hedged_attempt
 from proxy.run import Run
 from proxy.scrub import scrub
 
@@ -71,7 +72,13 @@ async def _route(run: Run, leg: Leg) -> web.StreamResponse | None:
             return None if leg.continuation else picked
         if previous is not None and picked.target_id != previous:
             _failed_over(run, previous, picked.target_id, last)
-        result = await attempt(run, picked, leg)
+        picked, result = await hedged_attempt(
+            run,
+            picked,
+            leg,
+            lambda view: _hedge_lane(run, view),
+            lambda view, failed: _settle(run, view, failed),
+        )
         if isinstance(result, Served):
             return result.response
         if result is None:
@@ -89,6 +96,30 @@ async def _route(run: Run, leg: Leg) -> web.StreamResponse | None:
             run.retries[picked.lane_id] = run.retries.get(picked.lane_id, 0) + 1
             await gw.clock.sleep(plan.step.delay_s)
             forced = picked
+
+
+def _settle(run: Run, view: LaneView, failed: Failed) -> None:
+    """Record the failure of one of two hedged attempts while the other goes on."""
+    _apply(run, view, failed, _plan(run, view, failed.outcome))
+
+
+async def _hedge_lane(run: Run, primary: LaneView) -> LaneView | None:
+    """The lane routing would choose next with ``primary``'s lane left out, or None."""
+    gw = run.gw
+    now = gw.clock.monotonic()
+    added = primary.lane_id not in run.failed_lanes
+    run.failed_lanes.add(primary.lane_id)
+    try:
+        lanes = gw.fleet.lanes(run.creq.model, run.tokens, now)
+        chosen = choose(run.features(), lanes, gw.config.routing, now).chosen
+    finally:
+        if added:
+            run.failed_lanes.discard(primary.lane_id)
+    if chosen is None or chosen.target_id not in run.targets_tried:
+        if chosen is None or len(run.targets_tried) >= gw.config.routing.max_targets_per_request:
+            return None
+        run.targets_tried.append(chosen.target_id)
+    return chosen
 
 
 def _plan(run: Run, view: LaneView, outcome: UpstreamOutcome) -> FailurePlan:

@@ -74,3 +74,65 @@ async def test_a_slow_thinker_is_served_past_the_idle_timeout(
     assert text == TEXT
     assert {c.model for c in chunks} == {"model-a"}
     assert b.calls == 0
+
+
+async def hedged_pair(upstream: Any, gateway: Any) -> tuple[Any, Any, Any, list[object]]:
+    a = await upstream("a", behaviour=Behaviour("a", words=WORDS))
+    b = await upstream("b", behaviour=Behaviour("b", words=WORDS))
+    gw = await gateway(
+        [target(a, priority=10, timeouts={"hedge_after_s": 5}), target(b)],
+        streams={"first_token_timeout_s": 600},
+    )
+    events: list[object] = []
+    gw.gw.events.subscribe(events.append)
+    return a, b, gw, events
+
+
+async def test_a_hedge_that_gets_its_first_token_first_serves_and_the_primary_is_closed(
+    upstream: Any, gateway: Any, clock: FakeClock
+) -> None:
+    """The primary stalls before its first token; after hedge_after_s the same request goes to
+    the fallback, whose answer the SDK reads exactly and alone; the primary's upstream
+    connection is closed."""
+    a, b, gw, events = await hedged_pair(upstream, gateway)
+    gate = asyncio.Event()
+    stalled = gated(gate)
+    a.queue(stalled)
+    task = asyncio.create_task(stream_text(gw))
+    await reach(stalled)
+    clock.advance(5.5)
+    text, chunks = await asyncio.wait_for(task, WAIT_S)
+    assert text == TEXT
+    assert {c.model for c in chunks} == {"m"}  # the fallback's answer only
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1
+    assert sum(1 for c in chunks if c.choices and c.choices[0].finish_reason) == 1
+    await asyncio.wait_for(a.cancelled.wait(), WAIT_S)
+    assert [type(e).__name__ for e in events if "Hedge" in type(e).__name__] == [
+        "HedgeStarted",
+        "HedgeWon",
+    ]
+    gate.set()
+
+
+async def test_the_primarys_first_token_wins_and_the_hedge_is_cancelled(
+    upstream: Any, gateway: Any, clock: FakeClock
+) -> None:
+    """Both attempts wait for a token; the primary's comes first, so it serves the client and
+    the hedge's upstream connection is closed."""
+    a, b, gw, events = await hedged_pair(upstream, gateway)
+    gate_a, gate_b = asyncio.Event(), asyncio.Event()
+    primary, hedge = gated(gate_a), gated(gate_b)
+    hedge.frames = chat_frames(PIECES, model="model-b")
+    a.queue(primary)
+    b.queue(hedge)
+    task = asyncio.create_task(stream_text(gw))
+    await reach(primary)
+    clock.advance(5.5)
+    await reach(hedge)
+    gate_a.set()
+    text, chunks = await asyncio.wait_for(task, WAIT_S)
+    assert text == TEXT
+    assert {c.model for c in chunks} == {"model-a"}
+    await asyncio.wait_for(b.cancelled.wait(), WAIT_S)
+    assert [type(e).__name__ for e in events if "Hedge" in type(e).__name__] == ["HedgeStarted"]
+    gate_b.set()
