@@ -108,7 +108,7 @@ async def attempt(run: Run, view: LaneView, leg: Leg, claim: Claim | None = None
             if hints:
                 gw.fleet.observe_headers(lease, hints, gw.clock.wall(), gw.clock.monotonic())
             if is_event_stream(resp.headers):
-                primed = await first_token(run, view, resp, started, claim)
+                primed = await first_token(run, lease, resp, started, claim)
                 if primed is None:  # no token in time, nothing sent yet: fail over like a 5xx
                     outcome = UpstreamOutcome(stage=Stage.FIRST_BYTE, timed_out=True)
                     return Failed(lease, outcome, gw.clock.monotonic() - started)
@@ -137,12 +137,14 @@ async def attempt(run: Run, view: LaneView, leg: Leg, claim: Claim | None = None
 
 
 async def first_token(
-    run: Run, view: LaneView, resp: UpstreamResponse, started: float, claim: Claim | None
+    run: Run, lease: Lease, resp: UpstreamResponse, started: float, claim: Claim | None
 ) -> Primed | None:
     """Hold ``resp`` until its first token, or None once the lane's first-token timeout,
     counted from ``started``, has passed."""
-    target = run.gw.fleet.targets[view.target_id].config
-    limit_s = target.timeouts.first_token_s or run.gw.config.streams.first_token_timeout_s
+    # the lease's config: a reload may have removed the target from the fleet meanwhile
+    limit_s = (
+        lease.runtime.config.timeouts.first_token_s or run.gw.config.streams.first_token_timeout_s
+    )
     responses = run.creq.endpoint is Endpoint.RESPONSES
     return await await_first_token(
         resp, run.gw.clock, started + limit_s, responses=responses, claim=claim

@@ -32,8 +32,9 @@ def hedge_after_s(run: Run, view: LaneView, leg: Leg) -> float | None:
     """The hedge delay for an attempt on ``view``; None when hedging does not apply."""
     if not (run.creq.stream or leg.continuation):
         return None
-    timeouts = run.gw.fleet.targets[view.target_id].config.timeouts
-    return timeouts.hedge_after_s or run.gw.config.streams.hedge_after_s
+    runtime = run.gw.fleet.targets.get(view.target_id)  # None once a reload removed it
+    own = runtime.config.timeouts.hedge_after_s if runtime is not None else None
+    return own or run.gw.config.streams.hedge_after_s
 
 
 async def hedged_attempt(

@@ -107,6 +107,7 @@ async def test_a_hedge_that_gets_its_first_token_first_serves_and_the_primary_is
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1
     assert sum(1 for c in chunks if c.choices and c.choices[0].finish_reason) == 1
     await asyncio.wait_for(a.cancelled.wait(), WAIT_S)
+    assert a.calls == 1 and b.calls == 1
     assert [type(e).__name__ for e in events if "Hedge" in type(e).__name__] == [
         "HedgeStarted",
         "HedgeWon",
