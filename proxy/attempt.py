@@ -18,10 +18,9 @@ from policies.routing import LaneView
 from policies.taxonomy import Stage, UpstreamOutcome
 from proxy.config import Target
 from proxy.failures import UpstreamFailure
-from proxy.first_token import Claim, Primed, await_first_token
+from proxy.first_token import Claim, first_token
 from proxy.fleet import Lease
 from proxy.headers import upstream_headers
-from proxy.inbound import Endpoint
 from proxy.run import Run
 from proxy.upstream import UpstreamRequest, UpstreamResponse
 
@@ -134,21 +133,6 @@ async def attempt(run: Run, view: LaneView, leg: Leg, claim: Claim | None = None
     finally:
         gw.fleet.release(lease)
         gw.admission.capacity_changed()
-
-
-async def first_token(
-    run: Run, lease: Lease, resp: UpstreamResponse, started: float, claim: Claim | None
-) -> Primed | None:
-    """Hold ``resp`` until its first token, or None once the lane's first-token timeout,
-    counted from ``started``, has passed."""
-    # the lease's config: a reload may have removed the target from the fleet meanwhile
-    limit_s = (
-        lease.runtime.config.timeouts.first_token_s or run.gw.config.streams.first_token_timeout_s
-    )
-    responses = run.creq.endpoint is Endpoint.RESPONSES
-    return await await_first_token(
-        resp, run.gw.clock, started + limit_s, responses=responses, claim=claim
-    )
 
 
 _RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")

@@ -27,6 +27,9 @@ from policies.first_token import opens_answer
 from policies.sse import FrameSplitter
 from proxy.clock import Clock
 from proxy.failures import StreamCut
+from proxy.fleet import Lease
+from proxy.inbound import Endpoint
+from proxy.run import Run
 from proxy.upstream import UpstreamResponse
 
 
@@ -79,6 +82,20 @@ class Claim:
         self.winner = asyncio.current_task()
         self.won.set()
         return True
+
+
+async def first_token(
+    run: Run, lease: Lease, resp: UpstreamResponse, started: float, claim: Claim | None
+) -> Primed | None:
+    """Hold ``resp`` until its first token, or None once the lane's first-token timeout,
+    counted from ``started`` (when the request was sent), has passed."""
+    # the lease's config: a reload may have removed the target from the fleet meanwhile
+    own_s = lease.runtime.config.timeouts.first_token_s
+    limit_s = own_s or run.gw.config.streams.first_token_timeout_s
+    responses = run.creq.endpoint is Endpoint.RESPONSES
+    return await await_first_token(
+        resp, run.gw.clock, started + limit_s, responses=responses, claim=claim
+    )
 
 
 async def await_first_token(
