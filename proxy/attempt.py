@@ -109,7 +109,8 @@ async def attempt(run: Run, view: LaneView, leg: Leg, claim: Claim | None = None
             if is_event_stream(resp.headers):
                 primed = await first_token(run, lease, resp, started, claim)
                 if primed is None:  # no token in time, nothing sent yet: fail over like a 5xx
-                    outcome = UpstreamOutcome(stage=Stage.FIRST_BYTE, timed_out=True)
+                    why = b"no first token within the first-token timeout"
+                    outcome = UpstreamOutcome(stage=Stage.FIRST_BYTE, timed_out=True, body=why)
                     return Failed(lease, outcome, gw.clock.monotonic() - started)
                 gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
                 settled = True

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import openai
+import pytest
+
 from proxy.simulator import Behaviour
 from tests.conftest import target
 from tests.fakes import FakeClock, Reply, chat_frames
@@ -108,6 +111,8 @@ async def test_a_hedge_that_gets_its_first_token_first_serves_and_the_primary_is
     assert sum(1 for c in chunks if c.choices and c.choices[0].finish_reason) == 1
     await asyncio.wait_for(a.cancelled.wait(), WAIT_S)
     assert a.calls == 1 and b.calls == 1
+    loser = gw.gw.fleet.targets["a"]
+    assert (loser.last_error, loser.in_flight) == (None, 0)  # released, and not as a failure
     assert [type(e).__name__ for e in events if "Hedge" in type(e).__name__] == [
         "HedgeStarted",
         "HedgeWon",
@@ -135,5 +140,27 @@ async def test_the_primarys_first_token_wins_and_the_hedge_is_cancelled(
     assert text == TEXT
     assert {c.model for c in chunks} == {"model-a"}
     await asyncio.wait_for(b.cancelled.wait(), WAIT_S)
+    loser = gw.gw.fleet.targets["b"]
+    assert (loser.last_error, loser.in_flight) == (None, 0)  # released, and not as a failure
     assert [type(e).__name__ for e in events if "Hedge" in type(e).__name__] == ["HedgeStarted"]
     gate_b.set()
+
+
+async def test_no_first_token_and_no_other_lane_is_a_clean_http_error(
+    upstream: Any, gateway: Any, clock: FakeClock
+) -> None:
+    """With nothing to fail over to, a first-token timeout reaches the SDK as an HTTP 503 in the
+    OpenAI shape, not as a stream that starts and breaks (nothing was sent while waiting)."""
+    a = await upstream("a", behaviour=Behaviour("a", words=WORDS))
+    gw = await gateway([target(a)], streams={"first_token_timeout_s": 30})
+    gate = asyncio.Event()
+    stalled = gated(gate)
+    a.queue(stalled)
+    task = asyncio.create_task(stream_text(gw))
+    await reach(stalled)
+    clock.advance(31)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await asyncio.wait_for(task, WAIT_S)
+    assert caught.value.status_code == 503
+    assert "no first token within the first-token timeout" in caught.value.message
+    gate.set()
