@@ -6,6 +6,8 @@ Owns the byte-level view of an upstream ``text/event-stream`` (WHATWG HTML §9.2
   relay can forward an event only once all of it has arrived (a client never sees half an
   event when the upstream dies mid-frame).
 - ``parse_event`` decodes one raw event into its fields.
+- ``is_comment`` tells a comment-only event (``: ping``), the one kind of data-less event a
+  client may still be sent.
 - ``data_payload`` is the relay's fast path: the bytes after ``data:`` of a one-line event,
   without decoding the event, ready for ``orjson.loads``.
 
@@ -51,7 +53,7 @@ class FrameSplitter:
     This is a state for the caller to act on (treat the stream as malformed), not an exception.
     """
 
-    __slots__ = ("_buf", "_lf_only", "_max", "_overflowed", "_scan", "_scanned")
+    __slots__ = ("_buf", "_lf_only", "_max", "_scan", "_scanned", "overflowed")
 
     def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         if max_event_bytes <= 0:
@@ -59,7 +61,9 @@ class FrameSplitter:
         self._buf = bytearray()
         self._max = max_event_bytes
         self._scan = 0  # buffer offset where the next boundary search starts
-        self._overflowed = False
+        # True once an event exceeded ``max_event_bytes``; the splitter then ignores input.
+        # A plain attribute, not a property: the relay reads it once per chunk.
+        self.overflowed = False
         self._scanned = 0
         self._lf_only = True  # no CR was buffered since the buffer was last empty
 
@@ -69,18 +73,13 @@ class FrameSplitter:
         return len(self._buf)
 
     @property
-    def overflowed(self) -> bool:
-        """True once an event exceeded ``max_event_bytes``; the splitter then ignores input."""
-        return self._overflowed
-
-    @property
     def bytes_scanned(self) -> int:
         """Total bytes searched for boundaries so far: at most input bytes + 3 per feed."""
         return self._scanned
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add ``chunk``; return the raw events it completed, in order (often ``[]``)."""
-        if self._overflowed:
+        if self.overflowed:
             return []
         if self._lf_only and _CR not in chunk:
             return self._feed_lf(chunk)
@@ -163,7 +162,7 @@ class FrameSplitter:
         incomplete event, available from ``flush()``.
         """
         buf = self._buf
-        if self._overflowed or not buf or buf[-1] != _CR:
+        if self.overflowed or not buf or buf[-1] != _CR:
             return []
         match = _BOUNDARY.search(buf, self._scan)
         if match is None or match.end() != len(buf):
@@ -187,7 +186,7 @@ class FrameSplitter:
         return rest
 
     def _overflow(self, events: list[bytes]) -> list[bytes]:
-        self._overflowed = True
+        self.overflowed = True
         self._buf.clear()
         self._scan = 0
         return events
@@ -268,6 +267,17 @@ def data_payload(raw: bytes) -> bytes | None:
     if event is None or not event.is_valid:
         return None
     return event.data.encode()
+
+
+def is_comment(raw: bytes) -> bool:
+    """Whether ``raw`` is a valid UTF-8 event made only of comment lines (``: ping``) and its
+    terminators: a keep-alive a client SDK skips. Anything else without data is not."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    lines = [line for line in _LINE.split(text) if line]
+    return bool(lines) and all(line.startswith(":") for line in lines)
 
 
 def _decode(raw: bytes) -> tuple[str, bool]:

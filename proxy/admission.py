@@ -13,7 +13,7 @@ from collections import deque
 from contextlib import suppress
 
 from policies.settings import AdmissionSettings
-from proxy.clock import Clock
+from proxy.clock import Clock, wait_for
 
 # Retry-After for a request refused because everything is busy: slots free as soon as any
 # request in flight ends, which no one can predict, so clients are told to come back soon.
@@ -50,7 +50,7 @@ class Admission:
             return
         fut = self._queue(self._slots)
         try:
-            granted = await self._clock.wait_for(fut, self.settings.queue_timeout_s)
+            granted = await wait_for(self._clock, fut, self.settings.queue_timeout_s)
         except BaseException:
             # handed a slot just as this waiter was cancelled: pass it on
             if fut.done() and not fut.cancelled():
@@ -78,7 +78,7 @@ class Admission:
         raises ``Rejected`` when the queue is full."""
         fut = self._queue(self._capacity)
         try:
-            await self._clock.wait_for(fut, timeout_s)
+            await wait_for(self._clock, fut, timeout_s)
         finally:
             _discard(self._capacity, fut)
             fut.cancel()

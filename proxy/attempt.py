@@ -27,6 +27,7 @@ from policies.answers import AnswerForm, BodyCheck, Problem, answer_form, check_
 from policies.routing import LaneView
 from policies.taxonomy import Stage, UpstreamOutcome
 from proxy.failures import UpstreamFailure
+from proxy.first_token import Claim, first_token
 from proxy.fleet import Lease
 from proxy.headers import upstream_headers
 from proxy.run import Run
@@ -90,10 +91,11 @@ def upstream_request(run: Run, view: LaneView, body: bytes, stream: bool) -> Ups
 
 
 async def open_attempt(
-    run: Run, view: LaneView, body: bytes, stream: bool
+    run: Run, view: LaneView, body: bytes, stream: bool, claim: Claim | None = None
 ) -> Opened | Failed | None:
     """Send ``body`` to ``view``'s lane; None when the lane's breaker refused the lease
-    after the decision (a race: choose again)."""
+    after the decision (a race: choose again). A stream is held until its first token
+    (``proxy.first_token``); ``claim`` is set when the attempt races a hedge."""
     gw = run.gw
     started = gw.clock.monotonic()
     lease = gw.fleet.lease(view, run.tokens, started)
@@ -112,14 +114,23 @@ async def open_attempt(
             _observe_hints(run, lease, resp)
             form, problem = answer_form(resp.headers.get("Content-Type", ""), stream)
             if form is AnswerForm.EVENT_STREAM:
-                gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
-                return Opened(lease, resp, None, ttfb_s, stack)
-            raw, check = await _judge(run, resp, problem)
-            if check.problem is None:
-                gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
-                answer = JsonAnswer(raw, check.usage)
-                return Opened(lease, resp, answer, gw.clock.monotonic() - started, stack)
-            outcome = _broken_promise(resp, raw, check.problem)
+                primed = await first_token(run, lease, resp, started, claim)
+                if primed is not None:
+                    gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
+                    return Opened(lease, primed, None, ttfb_s, stack)
+                # no token in time and nothing sent yet: fail over like a 5xx
+                outcome = UpstreamOutcome(
+                    stage=Stage.FIRST_BYTE,
+                    timed_out=True,
+                    detail="no first token within the first-token timeout",
+                )
+            else:
+                raw, check = await _judge(run, resp, problem)
+                if check.problem is None:
+                    gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
+                    answer = JsonAnswer(raw, check.usage)
+                    return Opened(lease, resp, answer, gw.clock.monotonic() - started, stack)
+                outcome = _broken_promise(resp, raw, check.problem)
     except UpstreamFailure as exc:
         outcome = UpstreamOutcome(stage=exc.stage, timed_out=exc.timed_out, detail=exc.detail)
     except BaseException:  # the client left (cancellation) or we failed: no verdict on the lane

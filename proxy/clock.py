@@ -21,9 +21,9 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` (a fake clock advances itself and returns at once)."""
 
-    async def wait_for(self, fut: asyncio.Future[None], timeout_s: float) -> bool:
-        """Wait until ``fut`` is done or ``timeout_s`` passed on this clock; True when ``fut``
-        is done. ``fut`` is never cancelled by the timeout (its owner decides what to do)."""
+    async def wait_until(self, deadline: float) -> None:
+        """Return once ``monotonic() >= deadline``: a timer racing real I/O. Unlike ``sleep``
+        a fake clock does not move itself for it; it fires when a test advances past it."""
 
 
 class SystemClock:
@@ -36,7 +36,18 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
-    async def wait_for(self, fut: asyncio.Future[None], timeout_s: float) -> bool:
-        if not fut.done():
-            await asyncio.wait((fut,), timeout=max(0.0, timeout_s))
+    async def wait_until(self, deadline: float) -> None:
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
+async def wait_for(clock: Clock, fut: asyncio.Future[None], timeout_s: float) -> bool:
+    """Wait until ``fut`` is done or ``timeout_s`` passed on ``clock``; True when ``fut`` is
+    done. The timeout never cancels ``fut`` (its owner decides what to do)."""
+    if fut.done() or timeout_s <= 0:
         return fut.done()
+    timer = asyncio.ensure_future(clock.wait_until(clock.monotonic() + timeout_s))
+    try:
+        await asyncio.wait((fut, timer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()
+    return fut.done()

@@ -81,6 +81,31 @@ class StreamResumed:
 
 
 @dataclass(frozen=True, slots=True)
+class HedgeStarted:
+    """A second attempt was started because the first had no token after ``after_s``."""
+
+    kind: ClassVar[str] = "hedge_started"
+
+    request_id: str
+    primary_target: str
+    hedge_target: str
+    after_s: float
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeWon:
+    """The hedge's first token came first; the primary attempt was cancelled."""
+
+    kind: ClassVar[str] = "hedge_won"
+
+    request_id: str
+    primary_target: str
+    hedge_target: str
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RateLimitObserved:
     """An upstream response reported its remaining budget (``x-ratelimit-remaining-*``)."""
 

@@ -27,6 +27,7 @@ from proxy.attempt import Failed, Opened, open_attempt
 from proxy.events import AdmissionRejected, FailedOver, StreamResumed
 from proxy.fleet import Lease
 from proxy.headers import client_headers
+from proxy.hedge import Raced, hedge_after_s, hedged_attempt
 from proxy.record import Outcome, RequestFinished
 from proxy.relay import relay_segment
 from proxy.replies import busy, give_up, upstream_answer
@@ -68,6 +69,7 @@ class Driver:
         self.gw = run.gw
         self.opened: Opened | None = None  # the segment being served
         self.failed: Failed | None = None  # the last failed attempt
+        self.failures: dict[LaneId, Failed] = {}  # each lane's last failed attempt
         self.lease: Lease | None = None  # the lease of the last segment served
         self.out: web.StreamResponse | None = None  # the client's response, once prepared
         self.codec: StreamCodec | None = None
@@ -144,16 +146,30 @@ class Driver:
         else:
             assert self.codec is not None, "a continuation follows a served segment"
             body, stream = self.codec.continuation_body(model, leg.prefill), True
-        result = await open_attempt(run, lane, body, stream)
+        after_s = hedge_after_s(run, lane) if command.hedge and leg is None else None
+        if command.hedge is None or after_s is None:
+            raced = Raced(lane, await open_attempt(run, lane, body, stream))
+        else:
+            twin = run.creq.body_for(command.hedge.upstream_model or run.creq.model)
+            raced = await hedged_attempt(run, lane, command.hedge, body, twin, after_s)
+        return self._attempted(raced, leg is not None and leg.prefill)
+
+    def _attempted(self, raced: Raced, prefill: bool) -> lc.Event:
+        """The event for an attempt's end (with a hedge: the twin's failures ride along)."""
+        wall = self.gw.clock.wall()
+        others = tuple(lc.AttemptFailed(lane, f.outcome, wall) for lane, f in raced.others)
+        for lane, failed in raced.others:
+            self.failures[lane.lane_id] = failed
+        lane, result = raced.lane, raced.result
         if result is None:
             return lc.LeaseRefused(lane)
         if isinstance(result, Failed):
-            self.failed = result
-            refused = leg is not None and leg.prefill and _refuses_prefill(result)
-            return lc.AttemptFailed(lane, result.outcome, self.gw.clock.wall(), refused)
+            self.failed = self.failures[lane.lane_id] = result
+            refused = prefill and _refuses_prefill(result)
+            return lc.AttemptFailed(lane, result.outcome, wall, refused, others, raced.hedged)
         self.opened = result
-        run.note_attempt(result.lease, "ok", result.resp.status, result.latency_s)
-        return lc.HeadersAccepted(lane)
+        self.run.note_attempt(result.lease, "ok", result.resp.status, result.latency_s)
+        return lc.HeadersAccepted(lane, others, raced.hedged)
 
     async def _relay(self, command: lc.Relay) -> lc.Event:
         opened = self.opened
@@ -203,8 +219,7 @@ class Driver:
         for effect in effects:
             now = gw.clock.monotonic()
             if isinstance(effect, lc.RecordFailure):
-                failed = self.failed
-                assert failed is not None
+                failed = self.failures[effect.lane.lane_id]
                 gw.fleet.failed(failed.lease, effect.plan, now)
                 status = failed.outcome.status
                 run.note_attempt(

@@ -5,6 +5,12 @@ writes them straight on; a partial event is held until its end arrives, so an up
 dies mid-event never leaves half an event with the client. An ``Inspector`` per API looks at
 each event — once — to learn what the stitcher needs and to drop what a client SDK could not
 parse. Cost per chunk is O(size of the chunk).
+
+Only well-formed SSE reaches a client: events with JSON data the SDK can parse, ``[DONE]``, and
+comment-only events (``: ping``, valid UTF-8) that keep its connection warm. Events without
+data, undecodable bytes and unparsable data are dropped and counted (``Inspector.dropped``).
+An event larger than ``max_event_bytes`` ends the segment (``Ending.OVERSIZED_EVENT``) before
+any byte of it is written: it is an interruption the stitcher resumes from like a reset.
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from policies.sse import FrameSplitter, data_payload, parse_event
+from policies.sse import (
+    DEFAULT_MAX_EVENT_BYTES,
+    FrameSplitter,
+    SSEEvent,
+    data_payload,
+    is_comment,
+    parse_event,
+)
 from policies.stitch import Transcript, chunk_info
 from proxy.failures import IdleTimeout, StreamCut
 from proxy.upstream import UpstreamResponse
@@ -40,6 +53,7 @@ class Ending(Enum):
     IDLE_TIMEOUT = "idle_timeout"
     ERROR_EVENT = "error_event"
     NO_DONE = "no_done"  # closed cleanly but mid-answer
+    OVERSIZED_EVENT = "oversized_event"  # one event over max_event_bytes: none of it sent
 
     @property
     def interrupted(self) -> bool:
@@ -57,12 +71,15 @@ class Inspector(Protocol):
 def parse_chat_event(raw: bytes) -> Verdict | dict[str, Any]:
     """One chat/completions SSE event: its JSON object, or what to do with it instead —
     DONE for ``[DONE]``, ERROR for an in-band error (``{"error": …}`` or ``event: error``),
-    DROP for a data line a client SDK could not parse, FORWARD for comments such as
-    ``: ping`` (they keep the client's connection warm) and other events."""
+    FORWARD for comments such as ``: ping`` (they keep the client's connection warm), DROP for
+    anything else a client SDK could not parse: no data, invalid UTF-8, data that is not a
+    JSON object."""
     payload = data_payload(raw)
     if payload is None:
+        if is_comment(raw):
+            return Verdict.FORWARD
         event = parse_event(raw)
-        return Verdict.ERROR if event is not None and event.event == "error" else Verdict.FORWARD
+        return Verdict.ERROR if event is not None and event.event == "error" else Verdict.DROP
     if payload.startswith(b"[DONE]"):
         return Verdict.DONE
     try:
@@ -148,16 +165,13 @@ class ResponsesInspector:
 
     def inspect(self, raw: bytes) -> Verdict:
         event = parse_event(raw)
-        if event is None:
+        if event is None and is_comment(raw):
             return Verdict.FORWARD
-        if not event.data:
-            return Verdict.FORWARD
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
+        obj = _json_object(event)
+        if event is None or obj is None:  # no data, garbage, or data the SDK could not parse
             self.dropped += 1
             return Verdict.DROP
-        kind = obj.get("type") if isinstance(obj, dict) else None
+        kind = obj.get("type")
         if kind == "error" or event.event == "error":
             return Verdict.ERROR
         if isinstance(kind, str) and kind in self.TERMINAL:  # a list "type" is not hashable
@@ -169,6 +183,17 @@ class ResponsesInspector:
         return Verdict.FORWARD
 
 
+def _json_object(event: SSEEvent | None) -> dict[str, Any] | None:
+    """The event's data as a JSON object; None for no data, invalid UTF-8 or anything else."""
+    if event is None or not event.is_valid or not event.data:
+        return None
+    try:
+        obj = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if type(obj) is dict else None
+
+
 @dataclass(slots=True)
 class SegmentResult:
     ending: Ending
@@ -177,11 +202,16 @@ class SegmentResult:
 
 
 async def relay_segment(
-    upstream: UpstreamResponse, out: web.StreamResponse, inspector: Inspector
+    upstream: UpstreamResponse,
+    out: web.StreamResponse,
+    inspector: Inspector,
+    *,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> SegmentResult:
     """Relay events until the upstream ends or fails; ``[DONE]`` is not written (the caller
-    writes the stream's end, after anything it must add)."""
-    splitter = FrameSplitter()
+    writes the stream's end, after anything it must add). An event over ``max_event_bytes``
+    ends the segment with nothing of it written."""
+    splitter = FrameSplitter(max_event_bytes=max_event_bytes)
     inspect = inspector.inspect
     reads = 0
     try:
@@ -197,22 +227,35 @@ async def relay_segment(
                     break
                 kept += 1
             else:  # every event goes on as received, the usual case
-                if clean and not splitter.pending:
+                if clean and not splitter.pending and not splitter.overflowed:
                     await out.write(chunk)  # exactly the bytes read: no copy
-                elif frames:
+                    continue
+                if frames:
                     await out.write(frames[0] if kept == 1 else b"".join(frames))
-                continue
+                if not splitter.overflowed:
+                    continue
+                return _oversized(inspector, reads)
             verdict, parts = _judge(frames, kept, verdict, inspector)
             if parts:
                 await out.write(b"".join(parts))
             if verdict is not Verdict.FORWARD:
                 return SegmentResult(_ending_of(verdict), reads, verdict is Verdict.DONE)
+            if splitter.overflowed:
+                return _oversized(inspector, reads)
     except StreamCut as exc:
         if inspector.finished:  # the answer was complete; only the stream's end was lost
             return SegmentResult(Ending.FINISHED_NO_DONE, reads, False)
         ending = Ending.IDLE_TIMEOUT if isinstance(exc, IdleTimeout) else Ending.RESET
         return SegmentResult(ending, reads, False)
     return await _at_eof(splitter, out, inspector, reads)
+
+
+def _oversized(inspector: Inspector, reads: int) -> SegmentResult:
+    """The splitter dropped an event over its size limit: the answer is missing a part unless
+    it had already finished (then only the stream's end was lost)."""
+    if inspector.finished:
+        return SegmentResult(Ending.FINISHED_NO_DONE, reads, False)
+    return SegmentResult(Ending.OVERSIZED_EVENT, reads, False)
 
 
 async def _at_eof(

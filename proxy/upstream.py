@@ -40,7 +40,7 @@ class UpstreamRequest:
     body: bytes
     connect_timeout_s: float | None
     first_byte_timeout_s: float | None  # until the response headers arrive
-    idle_timeout_s: float | None  # between body reads
+    idle_timeout_s: float | None  # between body reads, once ``arm_idle_timeout`` was called
     total_timeout_s: float | None
 
 
@@ -55,6 +55,10 @@ class UpstreamResponse(Protocol):
         """The body bytes that arrived since the last call (waiting for some), ``b""`` at the
         end; raises ``StreamCut``/``IdleTimeout``."""
 
+    def arm_idle_timeout(self) -> None:
+        """From now on a read that waits longer than the request's ``idle_timeout_s`` raises
+        ``IdleTimeout`` (before, a stream may be silent until its first token)."""
+
 
 class Upstream(Protocol):
     def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamResponse]:
@@ -62,14 +66,26 @@ class Upstream(Protocol):
 
 
 class _AiohttpResponse:
-    __slots__ = ("_content", "_resp", "_target", "headers", "status")
+    __slots__ = ("_content", "_idle_s", "_resp", "_target", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, target_id: str) -> None:
+    def __init__(
+        self, resp: aiohttp.ClientResponse, target_id: str, idle_s: float | None = None
+    ) -> None:
         self._resp = resp
         self._content = resp.content
         self._target = target_id
+        self._idle_s = idle_s
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
+
+    def arm_idle_timeout(self) -> None:
+        # aiohttp's sock_read timer, switched on now rather than per request: it then costs
+        # nothing per chunk beyond what aiohttp already does, and never runs before the token.
+        connection = self._resp.connection
+        protocol = connection.protocol if connection is not None else None
+        if self._idle_s is not None and protocol is not None:  # a protocol with no data is falsy
+            protocol.read_timeout = self._idle_s
+            protocol.start_timeout()
 
     async def read(self) -> bytes:
         try:
@@ -102,7 +118,7 @@ class AiohttpUpstream:
     async def open(self, request: UpstreamRequest) -> AsyncIterator[UpstreamResponse]:
         resp = await self._start(request)
         try:
-            yield _AiohttpResponse(resp, request.target_id)
+            yield _AiohttpResponse(resp, request.target_id, request.idle_timeout_s)
         finally:
             if resp.content.at_eof():
                 resp.release()
@@ -113,7 +129,7 @@ class AiohttpUpstream:
         timeout = aiohttp.ClientTimeout(
             total=request.total_timeout_s,
             sock_connect=request.connect_timeout_s,
-            sock_read=request.idle_timeout_s,
+            sock_read=None,  # the idle timeout starts at the first token: arm_idle_timeout
         )
         target = request.target_id
         post = self._session.post(

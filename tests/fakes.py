@@ -25,8 +25,9 @@ SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 class FakeClock:
     """Monotonic and wall time that only move when a test (or a ``sleep``) moves them.
 
-    ``sleep`` advances the clock itself and returns at once; ``wait_for`` waits for its future
-    until the test (or another task's ``sleep``) moves the clock past its deadline."""
+    ``sleep`` advances the clock itself and returns at once; ``wait_until`` (the timers of
+    ``proxy.clock.wait_for`` and the first-token wait) returns when the test (or another
+    task's ``sleep``) moves the clock past its deadline."""
 
     def __init__(self, start: float = 1000.0) -> None:
         self.t = start
@@ -41,32 +42,34 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
-        due = [fut for deadline, fut in self._timers if deadline <= self.t]
-        self._timers = [(d, f) for d, f in self._timers if d > self.t]
-        for fut in due:
-            if not fut.done():
-                fut.set_result(None)
-
-    @property
-    def waiting(self) -> int:
-        """How many ``wait_for`` calls are waiting for the clock to move."""
-        return sum(not fut.done() for _, fut in self._timers)
+        self._fire()
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.advance(max(0.0, seconds))
+        self.t += max(0.0, seconds)
+        self._fire()
         await asyncio.sleep(0)
 
-    async def wait_for(self, fut: asyncio.Future[None], timeout_s: float) -> bool:
-        if fut.done() or timeout_s <= 0:
-            return fut.done()
-        timer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._timers.append((self.t + timeout_s, timer))
-        try:
-            await asyncio.wait((fut, timer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            timer.cancel()
-        return fut.done()
+    async def wait_until(self, deadline: float) -> None:
+        """Wait until a test (or a ``sleep``) moves the clock to ``deadline``."""
+        if self.t >= deadline:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._timers.append((deadline, future))
+        await future
+
+    @property
+    def timers(self) -> int:
+        """Timers still waiting (lets a test see that the gateway is waiting on the clock)."""
+        return sum(1 for _, f in self._timers if not f.done())
+
+    def _fire(self) -> None:
+        due = [f for at, f in self._timers if at <= self.t]
+        self._timers = [(at, f) for at, f in self._timers if at > self.t and not f.done()]
+        for future in due:
+            if not future.done():
+                future.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Reply:
     stall_after: int | None = None
     gate_after: int | None = None
     gate: asyncio.Event | None = None
+    gate_reached: asyncio.Event = field(default_factory=asyncio.Event)  # set at the gate
     stall_headers: bool = False
     reset: bool = False  # close the connection before any response
 
@@ -122,6 +126,7 @@ class Reply:
             if i == self.stall_after:
                 await asyncio.sleep(3600)
             if i == self.gate_after and self.gate is not None:
+                self.gate_reached.set()
                 await self.gate.wait()
             await resp.write(frame)
         await resp.write_eof()

@@ -26,8 +26,13 @@ class Choose:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """Send the request (``leg`` None) or a continuation to ``lane``. ``hedge`` is the lane a
+    hedged attempt races when the first token is slow (another target, within the request's
+    target budget); the shell starts it only where hedging is configured."""
+
     lane: LaneView
     leg: Continuation | None  # None: the client's own request
+    hedge: LaneView | None = None
     terminal = False
 
 

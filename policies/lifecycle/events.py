@@ -24,17 +24,25 @@ class LeaseRefused:
 
 @dataclass(frozen=True, slots=True)
 class AttemptFailed:
-    """Nothing reached the client from this attempt."""
+    """Nothing reached the client from this attempt. With a hedge, ``others`` are the
+    failures of its twin and ``hedged`` says the twin was started."""
 
     lane: LaneView
     outcome: UpstreamOutcome
     wall_now: float
     prefill_rejected: bool = False  # a continuation's 400 blamed its assistant prefill
+    others: tuple[AttemptFailed, ...] = ()
+    hedged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class HeadersAccepted:
+    """``lane`` answered and its first token arrived (with a hedge: it won the race;
+    ``others`` are its twin's failures, ``hedged`` says the twin was started)."""
+
     lane: LaneView
+    others: tuple[AttemptFailed, ...] = ()
+    hedged: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from policies.cooldown import Rng
 from policies.failure import FailurePlan, Scope, plan_failure
 from policies.lifecycle.commands import (
@@ -71,6 +73,8 @@ def step(state: Lifecycle, event: Event, now: float, rng: Rng) -> tuple[Lifecycl
         return _update(state, phase=Phase.DONE), Transition((), Abandon())
     if isinstance(event, LanesSeen):
         return _chose(state, event, now)
+    if isinstance(event, AttemptFailed | HeadersAccepted) and (event.others or event.hedged):
+        return _after_hedge(state, event, now, rng)
     if isinstance(event, AttemptFailed):
         return _failed(state, event, now, rng)
     if isinstance(event, LeaseRefused):
@@ -122,7 +126,41 @@ def _chose(state: Lifecycle, seen: LanesSeen, now: float) -> tuple[Lifecycle, Tr
         prefill = chosen.lane_id in seen.prefill_lanes and chosen.lane_id not in state.no_prefill
         leg = Continuation(prefill)
     state.targets_tried, state.leg, state.previous_target = tried, leg, chosen.target_id
-    return state, Transition(effects, Attempt(chosen, leg))
+    state.hedge = _hedge_lane(state, decision) if leg is None else None
+    return state, Transition(effects, Attempt(chosen, leg, state.hedge))
+
+
+def _hedge_lane(state: Lifecycle, decision: Decision) -> LaneView | None:
+    """The next-ranked lane of another target that the request's target budget allows."""
+    chosen = decision.chosen
+    tried = state.targets_tried
+    room = len(tried) < state.settings.routing.max_targets_per_request
+    for scored in decision.ranked:
+        lane = scored.lane
+        other = chosen is not None and lane.target_id != chosen.target_id
+        if other and (lane.target_id in tried or room):
+            return lane
+    return None
+
+
+def _after_hedge(
+    state: Lifecycle, event: AttemptFailed | HeadersAccepted, now: float, rng: Rng
+) -> tuple[Lifecycle, Transition]:
+    """A hedged attempt ended: settle the twin's failures (the request leaves those lanes),
+    count the twin's target as tried, then carry on with the attempt that ended it."""
+    effects: tuple[Effect, ...] = ()
+    for other in event.others:
+        plan = _plan(state, other, now, rng)
+        effects += (RecordFailure(other.lane, plan),)
+        _leave(state, other.lane, plan, ())
+    hedge = state.hedge
+    if event.hedged and hedge is not None and hedge.target_id not in state.targets_tried:
+        state.targets_tried += (hedge.target_id,)
+    if event.hedged and isinstance(event, HeadersAccepted):
+        state.previous_target = event.lane.target_id
+    bare = replace(event, others=(), hedged=False)
+    state, out = step(state, bare, now, rng)
+    return state, Transition(effects + out.effects, out.command)
 
 
 def _accepted(state: Lifecycle, event: HeadersAccepted) -> tuple[Lifecycle, Transition]:
@@ -153,22 +191,8 @@ def _failed(
 ) -> tuple[Lifecycle, Transition]:
     lane = event.lane
     lane_id = lane.lane_id
-    settings = state.settings
-    # a recheck is one attempt: a lane still failing gets no more than that per interval
-    retries_done = settings.routing.retries_per_target if lane.recheck else 0
-    plan = plan_failure(
-        event.outcome,
-        retries_done_on_lane=max(retries_done, state.retries.get(lane_id, 0)),
-        is_preferred=not state.failed_lanes and not state.failed_targets,
-        remaining_deadline_s=max(0.0, state.facts.deadline - now),
-        routing=settings.routing,
-        cooldown=settings.cooldown,
-        wall_now=event.wall_now,
-        rng=rng,
-    )
-    rate_limited = plan.error_class is ErrorClass.RATE_LIMITED
-    back_at = {**state.back_at, lane_id: now + plan.cooldown_s if rate_limited else None}
-    state = _update(state, back_at=back_at, last=event, last_plan=plan)
+    plan = _plan(state, event, now, rng)
+    state = _update(state, last=event, last_plan=plan)
     effects: tuple[Effect, ...] = (RecordFailure(lane, plan),)
     leg = state.leg
     if leg is not None and leg.prefill and event.prefill_rejected:
@@ -186,6 +210,27 @@ def _failed(
         state = _update(state, retries=retries, forced=lane)
         return state, Transition(effects, Sleep(plan.step.delay_s))
     return _leave(state, lane, plan, effects)
+
+
+def _plan(state: Lifecycle, event: AttemptFailed, now: float, rng: Rng) -> FailurePlan:
+    """Plan the failure and remember when its lane is back (rate limits only)."""
+    lane_id = event.lane.lane_id
+    settings = state.settings
+    # a recheck is one attempt: a lane still failing gets no more than that per interval
+    retries_done = settings.routing.retries_per_target if event.lane.recheck else 0
+    plan = plan_failure(
+        event.outcome,
+        retries_done_on_lane=max(retries_done, state.retries.get(lane_id, 0)),
+        is_preferred=not state.failed_lanes and not state.failed_targets,
+        remaining_deadline_s=max(0.0, state.facts.deadline - now),
+        routing=settings.routing,
+        cooldown=settings.cooldown,
+        wall_now=event.wall_now,
+        rng=rng,
+    )
+    rate_limited = plan.error_class is ErrorClass.RATE_LIMITED
+    state.back_at = {**state.back_at, lane_id: now + plan.cooldown_s if rate_limited else None}
+    return plan
 
 
 def _leave(

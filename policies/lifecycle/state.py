@@ -62,7 +62,8 @@ class Lifecycle:
     previous_target: str | None = None  # the last attempt's target in this leg
     last: AttemptFailed | None = None
     last_plan: FailurePlan | None = None
-    forced: LaneView | None = None
+    forced: LaneView | None = None  # the lane a same-lane retry goes to after its Sleep
+    hedge: LaneView | None = None  # the lane the current attempt may race (Attempt.hedge)
     leg: Continuation | None = None
     last_decision: Decision | None = None
     resumes: int = 0

@@ -116,11 +116,15 @@ class TargetLimits(Section):
 
 
 class TargetTimeouts(Section):
-    """Per-target overrides of ``streams.*_timeout_s``, in seconds; ``None`` inherits."""
+    """Per-target overrides of ``streams.*_timeout_s`` and ``streams.hedge_after_s``, in
+    seconds; ``None`` inherits."""
 
     connect_s: PositiveSeconds | None = None
     first_byte_s: PositiveSeconds | None = None
+    first_token_s: PositiveSeconds | None = None
     idle_s: PositiveSeconds | None = None
+    hedge_after_s: PositiveSeconds | None = None
+    """``streams.hedge_after_s`` for requests that start on this target."""
 
 
 class Target(Section):

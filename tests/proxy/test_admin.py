@@ -338,7 +338,7 @@ async def test_status_reports_each_target(upstream: Any, gateway: Any, sdk: Any)
     a.queue(error(503, "overloaded"))
     assert await ask(sdk(gw)) == CANON
     gate = asyncio.Event()
-    b.queue(Reply(frames=chat_frames(["x", " y"]), gate_after=1, gate=gate))
+    b.queue(Reply(frames=chat_frames(["x", " y"]), gate_after=2, gate=gate))
     stream = await sdk(gw).chat.completions.create(model="m", messages=USER, stream=True)
     chunks = aiter(stream)
     await anext(chunks)

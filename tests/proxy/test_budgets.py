@@ -150,7 +150,7 @@ async def test_all_targets_failing_answers_503_naming_each_reason(
 
 async def clock_waiting(clock: FakeClock, count: int) -> None:
     """Return once ``count`` waits hang on the fake clock (real I/O: poll)."""
-    while clock.waiting < count:
+    while clock.timers < count:
         await asyncio.sleep(0.01)
 
 

@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.failures import StreamCut
-from proxy.relay import ChatInspector, Ending, SegmentResult, Verdict, relay_segment
+from proxy.relay import (
+    ChatInspector,
+    Ending,
+    ResponsesInspector,
+    SegmentResult,
+    Verdict,
+    relay_segment,
+)
 from proxy.simulator import canonical_text
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames
@@ -185,14 +192,28 @@ class Sink:
         self.data += data
 
 
-def relay(pieces: list[bytes], *, cut: bool = False) -> tuple[bytes, SegmentResult]:
+def relay(
+    pieces: list[bytes], *, cut: bool = False, max_event_bytes: int = 16 * 2**20
+) -> tuple[bytes, SegmentResult]:
     sink = Sink()
     body = ScriptedBody(pieces, cut=cut)
-    result = asyncio.run(relay_segment(body, sink, ChatInspector()))  # type: ignore[arg-type]
+    segment = relay_segment(body, sink, ChatInspector(), max_event_bytes=max_event_bytes)  # type: ignore[arg-type]
+    result = asyncio.run(segment)
     return bytes(sink.data), result
 
 
 CHUNKS = chat_frames(["Hel", "lo", " wor", "ld"], done=False)
+# Upstream bytes that are not well-formed SSE for a client: no data field, or not UTF-8.
+NOT_SSE = [
+    b"event: ping\n\n",
+    b"id: 7\nretry: 100\n\n",
+    b"hello there\n\n",
+    b"\xff\xfe\x00garbage\n\n",
+    b": \xff bad comment\n\n",
+    b"data\xff: {}\n\n",
+    b"data: {}\n\xff\n\n",
+    b"data: []\n\n",
+]
 relay_event = st.one_of(
     st.sampled_from(CHUNKS),
     st.sampled_from(CHUNKS).map(lambda f: f.replace(b"\n", b"\r\n")),
@@ -208,6 +229,7 @@ relay_event = st.one_of(
             b'data: {"choices":\ndata: []}\n\n',
         ]
     ),
+    st.sampled_from(NOT_SSE),
 )
 
 
@@ -261,3 +283,64 @@ def test_a_read_of_whole_events_is_forwarded_as_the_very_same_bytes() -> None:
     body = ScriptedBody([read], cut=False)
     asyncio.run(relay_segment(body, sink, ChatInspector()))  # type: ignore[arg-type]
     assert len(writes) == 1 and writes[0] is read
+
+
+def test_a_read_with_ping_comments_is_still_forwarded_as_the_very_same_bytes() -> None:
+    """Keep-alive comments are well-formed SSE: a read mixing them with chunks takes the fast
+    path (one write, the same bytes object)."""
+    read = b": ping\n\n" + b"".join(CHUNKS[:2]) + b": keep-alive\n\n"
+    writes: list[bytes] = []
+    sink = Sink()
+
+    async def write(data: bytes) -> None:
+        writes.append(data)
+
+    sink.write = write  # type: ignore[method-assign]
+    asyncio.run(relay_segment(ScriptedBody([read], cut=False), sink, ChatInspector()))  # type: ignore[arg-type]
+    assert len(writes) == 1 and writes[0] is read
+
+
+def test_events_without_data_and_garbage_never_reach_the_client() -> None:
+    """Each kind of non-SSE upstream event is dropped and counted; the chunks around it and a
+    ``: ping`` comment still go through, in order."""
+    stream = [CHUNKS[0], *NOT_SSE, b": ping\n\n", CHUNKS[1]]
+    inspector, sink = ChatInspector(), Sink()
+    asyncio.run(relay_segment(ScriptedBody([b"".join(stream)], cut=False), sink, inspector))  # type: ignore[arg-type]
+    assert bytes(sink.data) == CHUNKS[0] + b": ping\n\n" + CHUNKS[1]
+    assert inspector.dropped == len(NOT_SSE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([*CHUNKS[:4], b": ping\n\n", *NOT_SSE]), max_size=6),
+    st.integers(1, 3),
+    st.lists(st.integers(0, 5_000), max_size=8),
+)
+def test_an_oversized_event_ends_the_segment_and_none_of_it_is_sent(
+    before: list[bytes], times: int, cuts: list[int]
+) -> None:
+    """Wherever the reads split it, an event over the size limit ends the segment as
+    OVERSIZED_EVENT: the client has exactly the well-formed events before it, not one byte of
+    the oversized event or of anything after it."""
+    limit = 4096
+    big = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * limit * times + b'"}}]}\n\n'
+    stream = b"".join(before) + big + CHUNKS[2] + b"data: [DONE]\n\n"
+    points = [0, *sorted(c % (len(stream) + 1) for c in cuts), len(stream)]
+    pieces = [stream[a:b] for a, b in itertools.pairwise(points) if b > a]
+    sent, result = relay(pieces, max_event_bytes=limit)
+    wanted, _ = expected_relay(before)
+    assert sent == wanted
+    assert result.ending is Ending.OVERSIZED_EVENT and result.ending.interrupted
+    assert b"xxxx" not in sent
+
+
+def test_responses_inspector_drops_what_the_sdk_could_not_parse() -> None:
+    """Responses API streams get the same rule: comments pass, data-less events, invalid UTF-8
+    and non-object data are dropped and counted."""
+    inspector = ResponsesInspector()
+    assert inspector.inspect(b": ping\n\n") is Verdict.FORWARD
+    event = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta"}\n\n'
+    assert inspector.inspect(event) is Verdict.FORWARD
+    for raw in [*NOT_SSE, b"event: response.created\n\n", b"data:\n\n", b"data: {nope\n\n"]:
+        assert inspector.inspect(raw) is Verdict.DROP, raw
+    assert inspector.dropped == len(NOT_SSE) + 3
