@@ -152,15 +152,24 @@ async def test_a_cut_responses_stream_ends_with_an_error_event_and_a_clean_end(
     """A Responses API stream cut at the deadline ends with ``event: error`` and a complete
     chunked body (no transport error)."""
     created = {"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}}
-    frames = [b"event: response.created\ndata: " + orjson.dumps(created) + b"\n\n"] * 2
-    gw = await gateway(Reply(frames=frames, stall_after=1))
+    delta = {"type": "response.output_text.delta", "delta": "Hel"}
+    frames = [
+        b"event: response.created\ndata: " + orjson.dumps(created) + b"\n\n",
+        b"event: response.output_text.delta\ndata: " + orjson.dumps(delta) + b"\n\n",
+        b"event: response.output_text.delta\ndata: " + orjson.dumps(delta) + b"\n\n",
+    ]
+    # the first token goes out (nothing is sent before it), then the upstream stalls
+    gw = await gateway(Reply(frames=frames, stall_after=2))
     body = {"model": "m", "input": "hi", "stream": True}
     async with (
+        asyncio.timeout(IO_TIMEOUT_S * 2),
         aiohttp.ClientSession() as http,
         http.post(gw.base + "/v1/responses", json=body) as resp,
     ):
         first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), IO_TIMEOUT_S)
         assert first.startswith(b"event: response.created")
+        token = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), IO_TIMEOUT_S)
+        assert token.startswith(b"event: response.output_text.delta")
         gw.proc.send_signal(signal.SIGTERM)
         rest = await asyncio.wait_for(resp.read(), IO_TIMEOUT_S)
     event, data = rest.strip().split(b"\n")
