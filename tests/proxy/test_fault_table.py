@@ -10,6 +10,7 @@ fractions of a second (the FakeClock cannot drive a socket timeout).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,13 @@ TEXT = canonical_text(PROMPT, WORDS)
 PIECES = [w + " " for w in TEXT.split(" ")[:-1]] + [TEXT.split(" ")[-1]]
 MESSAGES = [{"role": "user", "content": PROMPT}]
 HEALTHY = "healthy-model"
-SHORT_TIMEOUTS = {"first_byte_timeout_s": 1.0, "idle_timeout_s": 1.0}
+IO_TIMEOUT_S = 10.0
+SHORT_TIMEOUTS = {"first_byte_timeout_s": 1.0, "idle_timeout_s": 1.0, "first_token_timeout_s": 1.0}
+PREFILL_REFUSED = error(
+    400,
+    "This model does not support assistant message prefill: the final message must be user",
+    "invalid_request_error",
+)
 
 
 def frames(**kwargs: Any) -> list[bytes]:
@@ -51,6 +58,13 @@ def completion_body() -> dict[str, Any]:
     }
 
 
+def oversized() -> list[bytes]:
+    out = frames()
+    big = {"choices": [{"index": 0, "delta": {"content": "Z" * (17 * 2**20)}}]}
+    out.insert(20, b"data: " + orjson.dumps(big) + b"\n\n")
+    return out
+
+
 def garbage_inserted() -> list[bytes]:
     out = frames()
     out.insert(10, b"data: {not json\n\n")
@@ -66,6 +80,8 @@ class Fault:
     rescued: bool = True  # else: a clean SDK error carrying ``error_text``
     error_text: str = ""
     streams: tuple[bool, ...] = (True, False)
+    fallback: Callable[[], list[Reply]] = list  # what the fallback answers first
+    clock_timer: bool = False  # the gateway waits on its clock: move it past the timeout
 
 
 FAULTS: dict[str, Fault] = {
@@ -97,6 +113,15 @@ FAULTS: dict[str, Fault] = {
     "malformed chunk": Fault(lambda: [Reply(frames=garbage_inserted())], streams=(True,)),
     "no [DONE]": Fault(lambda: [Reply(frames=frames(done=False))], streams=(True,)),
     "TCP reset after the request": Fault(lambda: [Reply(reset=True)]),
+    "slow first token": Fault(
+        lambda: [Reply(frames=frames(), stall_after=1)], streams=(True,), clock_timer=True
+    ),
+    "one event over 16 MiB": Fault(lambda: [Reply(frames=oversized())], streams=(True,)),
+    "fallback rejects prefill": Fault(
+        lambda: [Reply(frames=frames(), cut_after=41)],
+        streams=(True,),
+        fallback=lambda: [PREFILL_REFUSED],
+    ),
     "200 text/html": Fault(
         lambda: [Reply(body=b"<html>maintenance</html>", headers={"Content-Type": "text/html"})]
     ),
@@ -109,11 +134,6 @@ FAULTS: dict[str, Fault] = {
         lambda: [Reply(body={"error": {"message": "upstream exploded", "type": "server_error"}})]
     ),
 }
-NOT_YET = {  # fixed on branches being merged this session; the marks go as they land
-    ("malformed chunk", True),
-}
-
-
 async def ask(gw: Running, stream: bool) -> Any:
     """The answer's text and the raw response, through the SDK."""
     client = gw.openai()
@@ -133,14 +153,30 @@ async def ask(gw: Running, stream: bool) -> Any:
     return done.choices[0].message.content, raw, done.model
 
 
-async def two_targets(upstream: Any, gateway: Any, primary_replies: list[Reply]) -> Running:
+async def advance_past_the_timer(gw: Running) -> None:
+    """Once the gateway waits on its (fake) clock, move the clock past the wait."""
+    async with asyncio.timeout(IO_TIMEOUT_S):  # real I/O: the request reaches the upstream
+        while not gw.clock.timers:
+            await asyncio.sleep(0.01)
+    gw.clock.advance(SHORT_TIMEOUTS["first_token_timeout_s"])
+
+
+async def two_targets(
+    upstream: Any,
+    gateway: Any,
+    primary_replies: list[Reply],
+    fallback_replies: tuple[Reply, ...] = (),
+) -> Running:
+    """The benchmark's set-up; the fallback continues a cut stream by prefill (and says so
+    when it refuses one)."""
     primary: FakeUpstream = await upstream("primary", behaviour=Behaviour("p", words=WORDS))
     primary.queue(*primary_replies)
     fallback = await upstream("fallback", behaviour=Behaviour("f", words=WORDS))
+    fallback.queue(*fallback_replies)
     return await gateway(
         [
             target(primary, priority=10, models=["fault-model"]),
-            target(fallback, models={"fault-model": HEALTHY}),
+            target(fallback, models={"fault-model": HEALTHY}, prefill=True),
         ],
         streams=SHORT_TIMEOUTS,
     )
@@ -156,11 +192,12 @@ async def test_fault_is_rescued_or_cleanly_reported(
     fault = FAULTS[name]
     if stream not in fault.streams:
         pytest.skip("the benchmark runs this fault on streams only")
-    if (name, stream) in NOT_YET:
-        pytest.xfail("not fixed on this branch yet")
-    gw = await two_targets(upstream, gateway, fault.replies())
+    gw = await two_targets(upstream, gateway, fault.replies(), tuple(fault.fallback()))
     if fault.rescued:
-        text, raw, _ = await ask(gw, stream)
+        asked = asyncio.ensure_future(ask(gw, stream))
+        if fault.clock_timer:
+            await advance_past_the_timer(gw)
+        text, raw, _ = await asyncio.wait_for(asked, IO_TIMEOUT_S)
         assert text == TEXT, raw.headers.get("x-sidestep-target")
         return
     with pytest.raises(openai.APIStatusError) as caught:

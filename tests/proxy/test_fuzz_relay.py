@@ -29,11 +29,6 @@ SERVED = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],  # one gateway for all examples
 )
-MISSING_7 = (
-    "events without data and non-UTF-8 bytes are forwarded to the client until only "
-    "well-formed SSE is relayed (#13.7, relay-ttft)"
-)
-
 
 class ScriptedResponse:
     """An ``UpstreamResponse`` that returns the given chunks, then ends as told."""
@@ -106,7 +101,6 @@ async def test_relay_result_does_not_depend_on_chunking(stream: bytes, offsets: 
     assert await relay(stream, offsets, "eof") == await relay(stream, [], "eof")
 
 
-@pytest.mark.xfail(strict=False, reason=MISSING_7)
 @FAST
 @given(sse_stream, cuts)
 async def test_relay_sends_only_well_formed_events(stream: bytes, offsets: list[int]) -> None:
