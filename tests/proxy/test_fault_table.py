@@ -134,6 +134,8 @@ FAULTS: dict[str, Fault] = {
         lambda: [Reply(body={"error": {"message": "upstream exploded", "type": "server_error"}})]
     ),
 }
+
+
 async def ask(gw: Running, stream: bool) -> Any:
     """The answer's text and the raw response, through the SDK."""
     client = gw.openai()

@@ -30,6 +30,7 @@ SERVED = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture],  # one gateway for all examples
 )
 
+
 class ScriptedResponse:
     """An ``UpstreamResponse`` that returns the given chunks, then ends as told."""
 
