@@ -15,7 +15,7 @@ user's browser can reach it. Three browser behaviours are the attack surface:
   without a preflight.
 - **Reading answers**: only a listed origin ever gets CORS headers, and only its own.
 
-Pure functions over strings and frozen records; the middleware in ``proxy.browser_guard``
+Pure functions over strings and frozen records; the middleware in ``proxy.http.browser_guard``
 applies them.
 """
 

@@ -1,6 +1,6 @@
 """Git isolation as plans: what to run in a work tree, never running it.
 
-The shell (``proxy.gitops``) first probes the repository into a ``RepoState``
+The shell (``proxy.git.gitops``) first probes the repository into a ``RepoState``
 (``policies.gitrepo``). From that snapshot the planners here return either a ``Refused``
 (with the reason; nothing is to be changed) or a ``GitPlan``: an ordered list of ``git``
 argument lists the shell runs one by one, substituting ``Out`` placeholders with the output

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.app import make_app
 from proxy.config import Config
-from proxy.gateway import GATEWAY, Gateway
+from proxy.http.app import make_app
+from proxy.state.gateway import GATEWAY, Gateway
 from tests.fakes import FakeClock, FakeUpstream
 
 
@@ -22,6 +22,7 @@ class Running:
         self.server = server
         self.clock = clock
         self.base_url = str(server.make_url("/v1"))
+        self.clients: list[Any] = []
 
     @property
     def gw(self) -> Gateway:
@@ -31,11 +32,19 @@ class Running:
         return str(self.server.make_url(path))
 
     def openai(self, **kwargs: Any) -> Any:
+        """An SDK client for this gateway, closed when the test's gateway is torn down (an
+        unclosed one is collected later, on a closed loop, and logs an error elsewhere)."""
         from openai import AsyncOpenAI
 
         kwargs.setdefault("api_key", "client-key")
         kwargs.setdefault("max_retries", 0)
-        return AsyncOpenAI(base_url=self.base_url, **kwargs)
+        client = AsyncOpenAI(base_url=self.base_url, **kwargs)
+        self.clients.append(client)
+        return client
+
+    async def close_clients(self) -> None:
+        for client in self.clients:
+            await client.close()
 
 
 @pytest.fixture
@@ -67,14 +76,21 @@ def target(fake: FakeUpstream, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def gateway(aiohttp_server: Any, clock: FakeClock) -> Callable[..., Awaitable[Running]]:
+async def gateway(
+    aiohttp_server: Any, clock: FakeClock
+) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
+    started: list[Running] = []
+
     async def start(targets: list[dict[str, Any]], **sections: Any) -> Running:
         config = Config.model_validate({"targets": targets, **sections})
         app: web.Application = make_app(config, clock=clock)
         server = await aiohttp_server(app)
-        return Running(server, clock)
+        started.append(Running(server, clock))
+        return started[-1]
 
-    return start
+    yield start
+    for running in started:
+        await running.close_clients()
 
 
 @pytest.fixture

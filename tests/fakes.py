@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy.simulator import Behaviour, make_simulator_app
+from proxy.cli.simulator import Behaviour, make_simulator_app
 
 SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -26,7 +26,7 @@ class FakeClock:
     """Monotonic and wall time that only move when a test (or a ``sleep``) moves them.
 
     ``sleep`` advances the clock itself and returns at once; ``wait_until`` (the timers of
-    ``proxy.clock.wait_for`` and the first-token wait) returns when the test (or another
+    ``proxy.state.clock.wait_for`` and the first-token wait) returns when the test (or another
     task's ``sleep``) moves the clock past its deadline."""
 
     def __init__(self, start: float = 1000.0) -> None:

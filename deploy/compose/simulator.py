@@ -3,7 +3,7 @@
 They stand in for real providers until keys are configured: ``steady`` answers everything;
 ``flaky`` answers every 4th request with 429 (Retry-After: 5) and cuts every 3rd stream after
 six chunks, so sidestep's failover, cooldown and stitching show on the dashboard. Runs in
-the sidestep image (it imports ``proxy.simulator``):
+the sidestep image (it imports ``proxy.cli.simulator``):
 
     python simulator.py --host 0.0.0.0 --steady 9101 --flaky 9102
 
@@ -18,7 +18,7 @@ import signal
 
 from aiohttp import web
 
-from proxy.simulator import Behaviour, make_simulator_app
+from proxy.cli.simulator import Behaviour, make_simulator_app
 
 _PACE_S = 0.02  # ~50 words/s, like the demo: visibly streaming
 BEHAVIOURS = {

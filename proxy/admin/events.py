@@ -1,6 +1,6 @@
 """``GET /admin/events``: the live event stream as server-sent events.
 
-Every bus event with a view (``proxy.event_views``) goes out as one ``data: {json}`` event.
+Every bus event with a view (``proxy.observe.event_views``) goes out as one ``data: {json}`` event.
 A ``: subscribed`` comment is sent as soon as the subscription is live and a ``: ping``
 comment after ``PING_S`` without events. Each client has its own bounded queue: a client
 that reads slower than events arrive loses the oldest ones, and a
@@ -18,10 +18,10 @@ from contextlib import suppress
 import orjson
 from aiohttp import web
 
-from proxy.clock import Clock
-from proxy.event_views import view
-from proxy.gateway import GATEWAY
-from proxy.streaming import SSE_HEADERS
+from proxy.lifecycle.streaming import SSE_HEADERS
+from proxy.observe.event_views import view
+from proxy.state.clock import Clock
+from proxy.state.gateway import GATEWAY
 
 PING_S = 15.0
 MAX_QUEUED = 1000

@@ -8,8 +8,8 @@ import ipaddress
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy.errors import error_response
-from proxy.gateway import GATEWAY
+from proxy.http.errors import error_response
+from proxy.state.gateway import GATEWAY
 
 ADMIN_PREFIXES = ("/admin/", "/webhook/")
 

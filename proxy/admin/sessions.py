@@ -24,10 +24,10 @@ import orjson
 from aiohttp import web
 
 from policies.sessions import Choice
-from proxy.errors import error_response
-from proxy.gateway import GATEWAY
-from proxy.git_actions import ActionResult
-from proxy.sessions import SESSIONS, SessionService, detail
+from proxy.git.actions import ActionResult
+from proxy.git.sessions import SESSIONS, SessionService, detail
+from proxy.http.errors import error_response
+from proxy.state.gateway import GATEWAY
 
 routes = web.RouteTableDef()
 

@@ -11,11 +11,11 @@ from policies.breaker import BreakerState
 from policies.lanes import target_of
 from policies.routing import OperatorState
 from proxy import __version__
-from proxy.errors import error_response
-from proxy.fleet import Fleet, TargetRuntime
-from proxy.gateway import GATEWAY, Gateway
-from proxy.operator import OperatorAction, operate
-from proxy.reload import RELOADER
+from proxy.http.errors import error_response
+from proxy.state.fleet import Fleet, TargetRuntime
+from proxy.state.gateway import GATEWAY, Gateway
+from proxy.state.operator import OperatorAction, operate
+from proxy.state.reload import RELOADER
 
 routes = web.RouteTableDef()
 

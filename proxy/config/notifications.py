@@ -19,7 +19,7 @@ from .section import Section
 
 
 class NotificationEvent(StrEnum):
-    """What a webhook can subscribe to (``proxy.notify`` says which bus event is which)."""
+    """What a webhook can subscribe to (``proxy.observe.notify`` says which bus event is which)."""
 
     FAILOVER = "failover"
     BREAKER_OPEN = "breaker_open"

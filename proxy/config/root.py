@@ -50,7 +50,7 @@ class Config(Section):
     admission: AdmissionSettings = AdmissionSettings()
     audit: Audit = Audit()
     notifications: Notifications = Notifications()
-    state_dir: str | None = ".sidestep"  # beside the config file (proxy.sessions.state_file)
+    state_dir: str | None = ".sidestep"  # beside the config file (proxy.git.sessions.state_file)
     sessions: Sessions = Sessions()
     git: Git = Git()
     hooks: Hooks = Hooks()

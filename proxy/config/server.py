@@ -106,7 +106,7 @@ class Server(Section):
     ``body_timeout_s``: the whole request body must arrive within this long of its head;
     otherwise the request gets 408 and its connection is closed.
     ``shutdown_grace_s``: after SIGTERM/SIGINT, how long in-flight requests may finish before
-    the open ones are ended with an error (see ``proxy.server``); the value at the signal
+    the open ones are ended with an error (see ``proxy.http.server``); the value at the signal
     counts."""
 
     allowed_hosts: tuple[HostEntry, ...] = ()

@@ -1,7 +1,7 @@
 """What the mock upstream sends, as bytes, built once per shape and shared with the load
 generator, which compares every answer it receives against the same bytes.
 
-Deliberately independent of sidestep's own wire code (``proxy.simulator_wire``): the
+Deliberately independent of sidestep's own wire code (``proxy.cli.simulator_wire``): the
 benchmark must not drift along with the proxy it measures. Every frame of a stream is
 distinct (chunk ``i`` carries `` w<i>``), so a lost, doubled or reordered chunk changes the
 bytes the client sees.

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from proxy.config import load_config
-from proxy.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
+from proxy.http.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
 from tests.deploy import dockerfile, envfile, tools
 from tests.deploy.served import DEPLOY, REPO
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
+from proxy.http.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
 from tests.deploy import dockerfile, tools
 from tests.deploy.served import DEPLOY, REPO
 

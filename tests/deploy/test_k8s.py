@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from proxy.config import Config, parse_config
-from proxy.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
+from proxy.http.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
 from tests.deploy import dockerfile, envfile
 from tests.deploy.served import DEPLOY
 

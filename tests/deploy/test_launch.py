@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
-from proxy.simulator import Behaviour
+from proxy.cli.simulator import Behaviour
 from tests.deploy import dockerfile, envfile, unitfile
 from tests.deploy.served import (
     BASE_PATH,

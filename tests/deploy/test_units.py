@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from proxy.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
+from proxy.http.server import DEFAULT_GRACE_S, EXIT_MARGIN_S
 from tests.deploy import envfile, unitfile
 from tests.deploy.served import DEPLOY, base_env, console_script
 

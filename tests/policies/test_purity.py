@@ -77,7 +77,7 @@ def test_policy_module_is_pure(path: Path) -> None:
         ("import time", True),
         ("import os.path", True),
         ("from asyncio import sleep", True),
-        ("from proxy.relay import x", True),
+        ("from proxy.lifecycle.relay import x", True),
         ("from ..proxy import x", True),
         ("def f():\n    import random", True),
         ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import random", False),

@@ -28,7 +28,7 @@ OVERLOADED_503 = UpstreamOutcome(Stage.STATUS, 503, b'{"error": {"message": "ove
 
 @dataclass
 class Lane:
-    """One lane's live policy state, as ``proxy.fleet`` keeps it."""
+    """One lane's live policy state, as ``proxy.state.fleet`` keeps it."""
 
     name: str
     priority: float

@@ -15,10 +15,10 @@ import orjson
 import yaml  # type: ignore[import-untyped, unused-ignore]  # PyYAML ships no stubs
 from aiohttp.test_utils import TestServer
 
-from proxy.app import make_app
 from proxy.config import load_config
-from proxy.events import ConfigReloaded
-from proxy.reload import RELOADER, SETTLE_S, Reloader, ReloadResult
+from proxy.http.app import make_app
+from proxy.observe.events import ConfigReloaded
+from proxy.state.reload import RELOADER, SETTLE_S, Reloader, ReloadResult
 from tests.conftest import Running
 from tests.fakes import FakeClock
 

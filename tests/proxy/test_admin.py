@@ -15,9 +15,9 @@ import pytest
 from openai import AsyncOpenAI
 
 from proxy.admin.guard import is_loopback
-from proxy.app import make_app
+from proxy.cli.simulator import canonical_text
 from proxy.config import ADMIN_TOKEN_ENV, Config, ConfigError, with_env_defaults
-from proxy.simulator import canonical_text
+from proxy.http.app import make_app
 from tests.conftest import Running, target
 from tests.fakes import FakeClock, Reply, chat_frames, error
 

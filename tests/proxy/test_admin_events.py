@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from proxy.admin.events import FEEDS, Feed
-from proxy.events import FailedOver
+from proxy.observe.events import FailedOver
 from tests.conftest import Running, target
 from tests.fakes import FakeClock, error
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from openai import OpenAI
 
-from proxy.simulator import canonical_text, embedding_vector
+from proxy.cli.simulator import canonical_text, embedding_vector
 from tests.conftest import Running, target
 from tests.fakes import Reply, chat_frames, error
 

@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.audit import AuditFile, AuditTrail, audit_ctx
 from proxy.config import Config, ConfigError, parse_config
 from proxy.config.audit import Audit
-from proxy.events import ConfigReloaded
-from proxy.gateway import Gateway
-from proxy.record import AttemptRecord, RequestFinished, RequestRecord
+from proxy.lifecycle.record import AttemptRecord, RequestFinished, RequestRecord
+from proxy.observe.audit import AuditFile, AuditTrail, audit_ctx
+from proxy.observe.events import ConfigReloaded
+from proxy.state.gateway import Gateway
 from tests.conftest import target
 from tests.fakes import FakeClock, error
 

@@ -15,8 +15,8 @@ import aiohttp
 import orjson
 import pytest
 
-from proxy.cli import client_base_url
-from proxy.simulator import canonical_text
+from proxy.cli.simulator import canonical_text
+from proxy.cli.urls import client_base_url
 from tests.fakes import FakeUpstream, Reply, chat_frames
 
 REPO = Path(__file__).resolve().parents[2]

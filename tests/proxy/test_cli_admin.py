@@ -15,7 +15,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from proxy.admin.events import FEEDS
-from proxy.simulator import canonical_text
+from proxy.cli.simulator import canonical_text
 from tests.conftest import target
 from tests.fakes import FakeUpstream, error
 from tests.proxy.file_gateway import FileGateway, StartFn, write_config

@@ -13,9 +13,9 @@ import orjson
 import pytest
 from aiohttp.web_protocol import RequestHandler
 
-from proxy.app import make_app
 from proxy.config import Config, Server
-from proxy.server import start
+from proxy.http.app import make_app
+from proxy.http.server import start
 from tests.conftest import target
 from tests.fakes import FakeUpstream
 

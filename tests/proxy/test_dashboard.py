@@ -19,8 +19,8 @@ import yaml
 from aiohttp import web
 from openai import AsyncOpenAI
 
-from proxy.app import make_app
 from proxy.config import Config
+from proxy.http.app import make_app
 from tests.prom import PrometheusServer, Tools, tools
 from tests.proxy.test_metrics import (
     SECTIONS,

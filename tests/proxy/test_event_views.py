@@ -14,15 +14,16 @@ import pytest
 
 import policies.breaker
 import policies.cooldown
-import proxy.events
-import proxy.operator
-import proxy.record
+import proxy.lifecycle.record
+import proxy.observe.events
+import proxy.state.operator
 from policies.breaker import BreakerState, BreakerTransition
 from policies.cooldown import CooldownCleared, CooldownExpired, CooldownSet
 from policies.lanes import KeyId, LaneId
 from policies.taxonomy import ErrorClass
-from proxy.event_views import RENAMED, unix_s, view
-from proxy.events import (
+from proxy.lifecycle.record import AttemptRecord, RequestFinished, RequestRecord
+from proxy.observe.event_views import RENAMED, unix_s, view
+from proxy.observe.events import (
     AdmissionRejected,
     ConfigReloaded,
     DecisionAnswered,
@@ -40,8 +41,7 @@ from proxy.events import (
     StreamResumed,
     SwitchContext,
 )
-from proxy.operator import TargetOperated
-from proxy.record import AttemptRecord, RequestFinished, RequestRecord
+from proxy.state.operator import TargetOperated
 from tests.fakes import FakeClock
 
 SECRET = "https://user:SECRET-token@git.example/repo.git"
@@ -81,7 +81,13 @@ SAMPLES: list[Any] = [
 
 def event_classes() -> set[type]:
     """Every record that declares an event kind, wherever it is defined."""
-    modules = (policies.breaker, policies.cooldown, proxy.events, proxy.operator, proxy.record)
+    modules = (
+        policies.breaker,
+        policies.cooldown,
+        proxy.observe.events,
+        proxy.state.operator,
+        proxy.lifecycle.record,
+    )
     return {
         obj
         for module in modules
@@ -121,13 +127,13 @@ def assert_shown(v: dict[str, Any], record: Any, clock: FakeClock) -> None:
 
 
 def test_every_event_kind_has_a_sample() -> None:
-    """The table covers every event record, and every record in proxy.events is an event
+    """The table covers every event record, and every record in proxy.observe.events is an event
     with a kind (a new event must declare one and join the table)."""
     assert {type(e) for e in SAMPLES} == event_classes()
     records = {
         obj
-        for obj in vars(proxy.events).values()
-        if isinstance(obj, type) and is_dataclass(obj) and obj.__module__ == "proxy.events"
+        for obj in vars(proxy.observe.events).values()
+        if isinstance(obj, type) and is_dataclass(obj) and obj.__module__ == "proxy.observe.events"
     }
     assert records - {SwitchContext} <= event_classes()
 
@@ -170,5 +176,5 @@ def test_readme_lists_every_event_kind() -> None:
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     listed = {kind for row in rows for kind in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
     kinds = {e.kind for e in SAMPLES if not isinstance(e, TargetOperated)}
-    operated = {f"target_{done}" for done in proxy.operator.OPERATED.values()}
+    operated = {f"target_{done}" for done in proxy.state.operator.OPERATED.values()}
     assert listed == kinds | operated

@@ -19,7 +19,7 @@ import openai
 import orjson
 import pytest
 
-from proxy.simulator import Behaviour, canonical_text
+from proxy.cli.simulator import Behaviour, canonical_text
 from tests.conftest import Running, target
 from tests.fakes import FakeUpstream, Reply, chat_frames, error
 
@@ -138,21 +138,21 @@ FAULTS: dict[str, Fault] = {
 
 async def ask(gw: Running, stream: bool) -> Any:
     """The answer's text and the raw response, through the SDK."""
-    client = gw.openai()
-    if stream:
+    async with gw.openai() as client:
+        if stream:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="fault-model", messages=MESSAGES, stream=True
+            )
+            chunks = [c async for c in raw.parse()]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+            assert len([f for f in finishes if f]) == 1, "exactly one finish_reason"
+            return text, raw, chunks[-1].model if chunks else None
         raw = await client.chat.completions.with_raw_response.create(
-            model="fault-model", messages=MESSAGES, stream=True
+            model="fault-model", messages=MESSAGES
         )
-        chunks = [c async for c in raw.parse()]
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
-        assert len([f for f in finishes if f]) == 1, "exactly one finish_reason"
-        return text, raw, chunks[-1].model if chunks else None
-    raw = await client.chat.completions.with_raw_response.create(
-        model="fault-model", messages=MESSAGES
-    )
-    done = raw.parse()
-    return done.choices[0].message.content, raw, done.model
+        done = raw.parse()
+        return done.choices[0].message.content, raw, done.model
 
 
 async def advance_past_the_timer(gw: Running) -> None:

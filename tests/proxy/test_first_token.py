@@ -8,7 +8,7 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.simulator import Behaviour
+from proxy.cli.simulator import Behaviour
 from tests.conftest import target
 from tests.fakes import FakeClock, Reply, chat_frames
 from tests.proxy.test_stitching import PIECES, TEXT, WORDS, stream_text

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.app import make_app
 from proxy.config import Config
-from proxy.server import start
+from proxy.http.app import make_app
+from proxy.http.server import start
 from tests.conftest import Running, target
 from tests.fakes import FakeUpstream
 from tests.proxy.sse_fuzz import examples, json_bytes, json_value

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policies.sse import FrameSplitter, parse_event
-from proxy.failures import IdleTimeout, StreamCut
-from proxy.relay import ChatInspector, Ending, ResponsesInspector, Verdict, relay_segment
-from proxy.simulator_wire import ResponsesWire
+from proxy.cli.simulator_wire import ResponsesWire
+from proxy.lifecycle.relay import ChatInspector, Ending, ResponsesInspector, Verdict, relay_segment
+from proxy.upstream.failures import IdleTimeout, StreamCut
 from tests.conftest import Running, target
 from tests.fakes import SSE, FakeUpstream, Reply
 from tests.proxy.sse_fuzz import bad_events, cuts, examples, split_at, sse_piece, sse_stream

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from proxy.cli import main
-from proxy.events import DecisionAnswered, DecisionOpened, GitActionFinished, GitIsolated
+from proxy.cli.main import main
+from proxy.observe.events import DecisionAnswered, DecisionOpened, GitActionFinished, GitIsolated
 from tests.proxy.test_git_isolation import (
     Setup,
     branch,

@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.events import GitIsolated, GitRefused
-from proxy.sessions import SESSIONS, SessionService
+from proxy.git.sessions import SESSIONS, SessionService
+from proxy.observe.events import GitIsolated, GitRefused
 from tests.conftest import Running, target
 from tests.fakes import FakeUpstream, error
 

@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from proxy.events import GitIsolated, GitRefused
+from proxy.observe.events import GitIsolated, GitRefused
 from tests.proxy.test_git_isolation import (
     branch,
     git,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from proxy.config import ConfigError, parse_config
-from proxy.events import DecisionOpened, GitIsolated, GitRefused
+from proxy.observe.events import DecisionOpened, GitIsolated, GitRefused
 from tests.proxy.test_git_isolation import (
     Setup,
     branch,

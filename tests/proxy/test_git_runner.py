@@ -13,7 +13,7 @@ import pytest
 
 from policies.gitplan import GitPlan, GitStep, Out, Recovery
 from policies.gitrepo import RepoState
-from proxy.gitops import GitResult, GitRunner, GitWorker, execute, inspect
+from proxy.git.gitops import GitResult, GitRunner, GitWorker, execute, inspect
 from tests.proxy.test_git_isolation import (
     git,
     isolated_home,  # noqa: F401  (autouse fixture: an empty HOME for every git call)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from proxy.events import GitIsolated, GitRefused
+from proxy.observe.events import GitIsolated, GitRefused
 from tests.proxy.test_git_isolation import (
     branch,
     fingerprint,

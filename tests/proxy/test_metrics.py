@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from proxy import __version__
-from proxy.reload import Reloader
-from proxy.simulator import Behaviour, canonical_text
+from proxy.cli.simulator import Behaviour, canonical_text
+from proxy.state.reload import Reloader
 from tests.conftest import target
 from tests.fakes import FakeUpstream, Reply, error
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from proxy.config import Config, ConfigError, parse_config
-from proxy.events import FailedOver
+from proxy.observe.events import FailedOver
 from tests.conftest import Running, target
 from tests.fakes import FakeClock, error
 

@@ -11,8 +11,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.failures import StreamCut
-from proxy.relay import (
+from proxy.cli.simulator import canonical_text
+from proxy.lifecycle.relay import (
     ChatInspector,
     Ending,
     ResponsesInspector,
@@ -20,7 +20,7 @@ from proxy.relay import (
     Verdict,
     relay_segment,
 )
-from proxy.simulator import canonical_text
+from proxy.upstream.failures import StreamCut
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames
 

@@ -9,7 +9,7 @@ import openai
 import orjson
 import pytest
 
-from proxy.simulator import Behaviour, canonical_text
+from proxy.cli.simulator import Behaviour, canonical_text
 from tests.conftest import target
 from tests.fakes import FakeClock, FakeUpstream, Reply, error
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from proxy.cli_admin import explain
+from proxy.cli.admin import explain
 from proxy.config import Config
 from tests.conftest import Running, target
 from tests.fakes import FakeClock, FakeUpstream, Reply, error

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from openai import AsyncOpenAI
 
-from proxy.reload import POLL_INTERVAL_S, SETTLE_S, ReloadResult
-from proxy.simulator import Behaviour, canonical_text
+from proxy.cli.simulator import Behaviour, canonical_text
+from proxy.state.reload import POLL_INTERVAL_S, SETTLE_S, ReloadResult
 from tests.conftest import target
 from tests.fakes import FakeClock, FakeUpstream, Reply, chat_frames, error
 from tests.proxy.file_gateway import (

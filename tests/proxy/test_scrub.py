@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.config import Config
-from proxy.gateway import config_secrets, header_secrets
-from proxy.scrub import REDACTED, REDACTED_ALL, needs_scrub, scrub
+from proxy.state.gateway import config_secrets, header_secrets
+from proxy.upstream.scrub import REDACTED, REDACTED_ALL, needs_scrub, scrub
 
 KEY = "SCRUBKEY9f8e7d6c5b4a3210"
 URL = "https://hooks.example/api/webhooks/123/TOKEN-abcdef0123"

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from proxy.cli.simulator import Behaviour
 from proxy.config import Config, ConfigError, parse_config
-from proxy.events import HookRan
-from proxy.record import RequestFinished
-from proxy.sessions import SESSIONS
-from proxy.simulator import Behaviour
+from proxy.git.sessions import SESSIONS
+from proxy.lifecycle.record import RequestFinished
+from proxy.observe.events import HookRan
 from tests.conftest import target
 from tests.fakes import FakeClock, error
 from tests.proxy.file_gateway import start_from_file, write_config
@@ -215,7 +215,7 @@ async def test_an_unreadable_state_file_is_kept_aside(
 def test_no_state_file_without_a_config_file() -> None:
     """A config built without a file (zero-config) keeps sessions in memory unless
     state_dir is absolute."""
-    from proxy.sessions import state_file
+    from proxy.git.sessions import state_file
 
     base = {"targets": [{"id": "a", "base_url": "http://127.0.0.1:1/v1", "models": ["*"]}]}
     assert state_file(Config.model_validate(base)) is None

@@ -16,7 +16,7 @@ import openai
 import orjson
 import pytest
 
-from proxy.server import EXIT_MARGIN_S
+from proxy.http.server import EXIT_MARGIN_S
 from tests.fakes import FakeUpstream, Reply, chat_frames
 from tests.proxy.test_cli import clean_env
 

@@ -13,7 +13,7 @@ from openai import AsyncOpenAI
 from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from proxy.simulator import (
+from proxy.cli.simulator import (
     CONTINUE_INSTRUCTION,
     DEMO_BEHAVIOURS,
     Behaviour,

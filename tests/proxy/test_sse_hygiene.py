@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from proxy.simulator import Behaviour
+from proxy.cli.simulator import Behaviour
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames
 from tests.proxy.test_stitching import MESSAGES, PIECES, TEXT, WORDS, stream_text

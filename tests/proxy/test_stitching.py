@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.relay import ChatInspector, Verdict, parse_chat_event
-from proxy.simulator import Behaviour, canonical_text
+from proxy.cli.simulator import Behaviour, canonical_text
+from proxy.lifecycle.relay import ChatInspector, Verdict, parse_chat_event
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames, error
 

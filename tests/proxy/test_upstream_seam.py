@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from proxy.failures import ConnectFailed, ResetBeforeHeaders
-from proxy.upstream import AiohttpUpstream, UpstreamRequest, make_session
+from proxy.upstream.client import AiohttpUpstream, UpstreamRequest, make_session
+from proxy.upstream.failures import ConnectFailed, ResetBeforeHeaders
 from tests.fakes import Reply
 from tests.proxy.test_failover import closed_port
 

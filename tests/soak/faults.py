@@ -1,10 +1,10 @@
 """Fault-injecting fake providers: the simulator, with a seeded random fault per request.
 
-A ``FaultyTarget`` is ``proxy.simulator``'s app (deterministic, continuation-aware answers)
+A ``FaultyTarget`` is ``proxy.cli.simulator``'s app (deterministic, continuation-aware answers)
 with one middleware in front: for each chat request it draws, from its own seeded
 ``random.Random``, either no fault (the simulator answers) or one ``Fault`` that applies to the
 request's mode (streaming or not), and serves it. Answers it builds itself use
-``proxy.simulator_wire`` and ``Simulator.answer``, so a continuation after a fault reads
+``proxy.cli.simulator_wire`` and ``Simulator.answer``, so a continuation after a fault reads
 exactly like an uncut answer. It records which faults each prompt met, so the soak can say
 which fault kinds were behind a request that did not end exactly.
 """
@@ -23,8 +23,8 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from proxy import simulator_wire as wire
-from proxy.simulator import SIMULATOR, Behaviour, continuation_prefix, make_simulator_app
+from proxy.cli import simulator_wire as wire
+from proxy.cli.simulator import SIMULATOR, Behaviour, continuation_prefix, make_simulator_app
 
 
 class Fault(Enum):

@@ -1,7 +1,7 @@
 """One soak run: fault-injecting targets on loopback, sidestep in front, load through the SDK.
 
 Everything runs in this process on the real clock: the fake targets (``tests.soak.faults``),
-sidestep (``proxy.app.make_app`` behind an ``AppRunner`` on a free loopback port) and the
+sidestep (``proxy.http.app.make_app`` behind an ``AppRunner`` on a free loopback port) and the
 clients (one ``openai.AsyncOpenAI`` per worker, ``max_retries=0`` so what is counted is what
 sidestep did, not what the SDK retried). Each request asks for the deterministic answer to its
 own prompt; its outcome is one of ``Outcome``.
@@ -23,12 +23,12 @@ import yaml  # type: ignore[import-untyped, unused-ignore]  # PyYAML ships no st
 from aiohttp import web
 from openai import AsyncOpenAI
 
-from proxy.app import make_app
+from proxy.cli.simulator import canonical_text
 from proxy.config import Config, Streams
 from proxy.config.env_expansion import expand_env
-from proxy.events import StreamResumed
-from proxy.gateway import GATEWAY
-from proxy.simulator import canonical_text
+from proxy.http.app import make_app
+from proxy.observe.events import StreamResumed
+from proxy.state.gateway import GATEWAY
 from tests.soak.faults import Fault, FaultTimings, FaultyTarget
 from tests.soak.outcome import Outcome, Result, classify_error
 

@@ -1,0 +1,170 @@
+"""The ``sidestep`` command: serve, check, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from proxy import __version__
+from proxy.cli import admin as cli_admin
+from proxy.cli import sessions as cli_sessions
+from proxy.cli.urls import client_base_url
+from proxy.config import (
+    Config,
+    ConfigError,
+    Server,
+    config_from_env,
+    describe_targets,
+    load_config,
+    with_env_defaults,
+)
+
+DEFAULT_CONFIG = "sidestep.yaml"
+
+
+def resolve_config(path: str | None) -> Config:
+    """``--config``, else ``./sidestep.yaml``, else zero-config from provider keys in the
+    environment. Raises ``ConfigError``."""
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        path = DEFAULT_CONFIG
+    config = load_config(path) if path is not None else config_from_env(os.environ)
+    return with_env_defaults(config, os.environ)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = resolve_config(args.config)
+    print(f"config ok: {config.source or 'built from the environment'}")
+    for line in describe_targets(config):
+        print("  " + line)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from proxy.http.app import make_app
+    from proxy.http.server import new_event_loop, serve_until_stopped
+    from proxy.state.gateway import GATEWAY
+
+    config = resolve_config(args.config)
+    host = args.host or config.listen.host
+    port = args.port if args.port is not None else config.listen.port
+    print(f"sidestep {__version__}: {config.source or 'targets built from the environment'}")
+    for line in describe_targets(config):
+        print("  " + line)
+    if config.admin.token is None:
+        print("admin API: loopback clients only (set admin.token or SIDESTEP_ADMIN_TOKEN)")
+    else:
+        print("admin API: bearer token required")
+
+    def started(bound: int) -> None:
+        url = client_base_url(host, bound)
+        print(f"listening on {url}  (set OPENAI_BASE_URL to this)", flush=True)
+
+    app = make_app(config)
+    gw = app[GATEWAY]
+
+    def settings() -> Server:
+        """The live ``server`` section, with ``--grace`` over it."""
+        live = gw.config.server
+        if args.grace is None:
+            return live
+        return live.model_copy(update={"shutdown_grace_s": args.grace})
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(
+            serve_until_stopped(app, host, port, settings=settings, on_started=started)
+        )
+    finally:
+        loop.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from proxy.cli.demo import run_demo
+    from proxy.http.server import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(
+            run_demo(port=args.port, tour=not args.no_tour, stay=not args.exit)
+        )
+    finally:
+        loop.close()
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:  # also false for nan
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 3600], got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidestep",
+        description="A local OpenAI-compatible gateway that routes around failing providers.",
+    )
+    parser.add_argument("--version", action="version", version=f"sidestep {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--config",
+        "-c",
+        help=f"YAML config (default ./{DEFAULT_CONFIG}, else provider keys from the environment)",
+    )
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--grace",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="after SIGTERM, how long in-flight requests may finish (server.shutdown_grace_s)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="validate a config and print its targets (keys masked)")
+    check.add_argument("--config", "-c")
+    check.set_defaults(func=cmd_check)
+
+    demo = sub.add_parser(
+        "demo", help="run sidestep against built-in simulated providers (no keys needed)"
+    )
+    demo.add_argument("--port", type=int, default=8787)
+    demo.add_argument("--no-tour", action="store_true", help="skip the scripted requests at start")
+    demo.add_argument("--exit", action="store_true", help="exit after the tour instead of serving")
+    demo.set_defaults(func=cmd_demo)
+    cli_admin.register(sub)
+    cli_sessions.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"sidestep: config error\n{exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(f"sidestep: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

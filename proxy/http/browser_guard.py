@@ -1,0 +1,166 @@
+"""Browser defences on every route: no web page can drive or read the gateway.
+
+Applied before authentication, to every route (``/v1``, ``/admin``, ``/webhook``,
+``/metrics``, health, and whatever is added later), in this order:
+
+1. ``Host`` must be one the gateway answers to (``policies.browser.host_allowed``), else
+   421: a DNS-rebinding page carries its own name.
+2. An ``Origin`` must be an allowed host or listed in ``server.cors_origins``, and a request
+   a browser marks ``Sec-Fetch-Site: cross-site`` must come from a listed origin, else 403.
+   A listed origin's CORS preflight is answered here.
+3. ``POST``/``PUT``/``PATCH``/``DELETE`` must send ``Content-Type: application/json`` (or
+   ``application/*+json``), else 415: the bodies a page can send cross-site without a
+   preflight (forms, ``text/plain``) never change anything.
+
+Every response, whatever produced it, carries ``X-Content-Type-Options: nosniff``, and loses
+any ``Access-Control-*`` header (an upstream's included) unless the request came from a
+listed origin, which then gets CORS headers naming that exact origin. The rules come from
+the config of the moment, so a reload takes effect on the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import lru_cache
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from policies.browser import (
+    STATE_CHANGING_METHODS,
+    HostRules,
+    OriginVerdict,
+    host_allowed,
+    host_rules,
+    is_json_media_type,
+    origin_verdict,
+)
+from proxy.config import Config
+from proxy.config.server import Server
+from proxy.http.errors import error_response
+
+log = logging.getLogger("sidestep")
+
+CORS_ORIGIN = web.RequestKey("cors_origin", str)
+"""Set on a request from a listed origin: the exact ``Origin`` to echo."""
+
+PREFLIGHT_MAX_AGE_S = 600
+_SHOWN_CHARS = 80  # of a refused Host or Origin, in the error message
+
+
+@lru_cache(maxsize=8)
+def _rules(server: Server, listen_host: str) -> tuple[HostRules, frozenset[str]]:
+    """Parsed once per config snapshot (sections are frozen and hashable)."""
+    return host_rules(server.allowed_hosts, listen_host), frozenset(server.cors_origins)
+
+
+def _local_address(request: web.Request) -> str | None:
+    """The address this connection arrived on (an IP literal Host naming it is ours)."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    return sockname[0] if isinstance(sockname, tuple) and sockname else None
+
+
+def browser_guard(
+    config: Callable[[], Config],
+) -> Middleware:
+    """The middleware; ``config`` is read per request so a reload takes effect at once.
+    Refused requests are logged at INFO with their path quoted (a page chooses it)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        cfg = config()
+        rules, cors_origins = _rules(cfg.server, cfg.listen.host)
+        local = _local_address(request)
+        host = request.headers.get("Host")
+        if not host_allowed(host, rules, local):
+            return _refused_host(request, host or "")
+        origin = request.headers.get("Origin")
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        verdict = origin_verdict(origin, fetch_site, rules, cors_origins, local)
+        if verdict is OriginVerdict.REFUSED:
+            return _refused_origin(request, origin)
+        if verdict is OriginVerdict.LISTED and origin is not None:
+            request[CORS_ORIGIN] = origin
+            if _is_preflight(request):
+                return web.Response(status=204)
+        if _changes_state(request) and not is_json_media_type(request.headers.get("Content-Type")):
+            return _not_json(request)
+        return await handler(request)
+
+    return middleware
+
+
+def _changes_state(request: web.Request) -> bool:
+    """A state-changing method on a route that exists (an unknown route or method changes
+    nothing, and keeps its own 404/405)."""
+    return request.method in STATE_CHANGING_METHODS and request.match_info.http_exception is None
+
+
+def _is_preflight(request: web.Request) -> bool:
+    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+
+def _refused_host(request: web.Request, host: str) -> web.Response:
+    shown = host[:_SHOWN_CHARS]
+    log.info("%s %r -> 421 refused Host %r", request.method, request.path, shown)
+    return error_response(
+        421,
+        f"this gateway does not answer to Host {shown!r}: a browser page may be trying to "
+        "reach it under another name (DNS rebinding). If the name is yours, add it to "
+        "server.allowed_hosts",
+        code="host_not_allowed",
+    )
+
+
+def _refused_origin(request: web.Request, origin: str | None) -> web.Response:
+    shown = (origin or "")[:_SHOWN_CHARS]
+    log.info("%s %r -> 403 refused Origin %r", request.method, request.path, shown)
+    message = (
+        f"requests from the web page at {shown!r} are refused; to let a page you trust call "
+        "this gateway, list its origin in server.cors_origins"
+        if origin is not None
+        else "cross-site requests from a web browser are refused"
+    )
+    return error_response(403, message, "permission_error", code="origin_not_allowed")
+
+
+def _not_json(request: web.Request) -> web.Response:
+    sent = request.headers.get("Content-Type", "none")[:_SHOWN_CHARS]
+    log.info("%s %r -> 415 Content-Type %r", request.method, request.path, sent)
+    return error_response(
+        415,
+        f"{request.method} requests must send Content-Type: application/json "
+        f"(got {sent!r}), even with an empty body",
+        code="unsupported_media_type",
+    )
+
+
+async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: nosniff on every response; CORS headers only for a listed
+    origin, naming it exactly (any other ``Access-Control-*`` header is dropped)."""
+    headers = response.headers
+    for name in [k for k in headers if k.lower().startswith("access-control-")]:
+        headers.popall(name, None)
+    headers["X-Content-Type-Options"] = "nosniff"
+    origin = request.get(CORS_ORIGIN)
+    if origin is None:
+        return
+    headers["Access-Control-Allow-Origin"] = origin
+    headers.add("Vary", "Origin")
+    if _is_preflight(request):
+        headers["Access-Control-Allow-Methods"] = "GET, POST"
+        asked = request.headers.get("Access-Control-Request-Headers")
+        if asked:  # a listed origin is trusted with any request header it needs
+            headers["Access-Control-Allow-Headers"] = asked
+        headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE_S)
+    else:
+        headers["Access-Control-Expose-Headers"] = "Retry-After, X-Sidestep-Request-Id"
+
+
+def install(app: web.Application, config: Callable[[], Config]) -> None:
+    """Put the guard in front of every handler and the header rules on every response.
+    Call before other middlewares that refuse requests (auth), after the error renderer."""
+    app.middlewares.append(browser_guard(config))
+    app.on_response_prepare.append(secure_headers)

@@ -1,0 +1,107 @@
+"""HTTP endpoints: the OpenAI-compatible API under /v1, health and readiness."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import orjson
+from aiohttp import web
+
+from policies.breaker import Breaker
+from policies.routing import LaneView, RequestFeatures, choose
+from proxy.http.body_budget import BODY_BUDGET
+from proxy.http.inbound import Endpoint, read_client_request
+from proxy.lifecycle.loop import serve
+from proxy.lifecycle.run import Run
+from proxy.state.gateway import GATEWAY, Gateway
+
+log = logging.getLogger("sidestep")
+
+
+def _json(payload: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+
+
+def proxy_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        gw = request.app[GATEWAY]
+        limits = gw.config.limits
+        # the body stays in memory until the request ends (retries and failovers resend it)
+        with request.app[BODY_BUDGET].hold(limits.max_inflight_body_bytes) as hold:
+            creq = await read_client_request(
+                request,
+                endpoint,
+                max_body_bytes=limits.max_body_bytes,
+                session_header=gw.config.sessions.header,
+                hold=hold,
+            )
+            return await serve(Run(gw, creq, request))
+
+    return handle
+
+
+async def list_models(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    created = int(gw.clock.wall())
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": "sidestep"}
+        for name in gw.config.listed_models()
+    ]
+    return _json({"object": "list", "data": data})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when at least one target could take a request now, else 503 with reasons."""
+    gw = request.app[GATEWAY]
+    reasons = _unready_reasons(gw)
+    if reasons is None:
+        return _json({"status": "ready"})
+    return _json({"status": "unavailable", "targets": reasons}, status=503)
+
+
+def _unready_reasons(gw: Gateway) -> dict[str, str] | None:
+    now = gw.clock.monotonic()
+    decision = choose(RequestFeatures(), _readiness_lanes(gw, now), gw.config.routing, now)
+    if decision.chosen is not None:
+        return None
+    return {r.label: r.reason.value for r in decision.rejections}
+
+
+def _readiness_lanes(gw: Gateway, now: float) -> list[LaneView]:
+    """Each (target, key) lane as serving "any" model. Breakers are per upstream model, so a
+    lane that has served requests is judged once per model it has a breaker for: it is
+    ready while one of those breakers admits, unready when every one of them is open."""
+    breakers: dict[tuple[str, int], list[Breaker]] = {}
+    for lane_id, breaker in gw.fleet.breakers.items():
+        breakers.setdefault((lane_id.target, lane_id.key_index), []).append(breaker)
+    lanes: list[LaneView] = []
+    for lane in gw.fleet.lanes("", 1, now):
+        lane = replace(lane, upstream_model=lane.upstream_model or "(any)")
+        tried = breakers.get((lane.target_id, lane.key_index))
+        if not tried:
+            lanes.append(lane)
+            continue
+        lanes.extend(
+            replace(
+                lane,
+                breaker=b.state(now),
+                breaker_admits=b.admits(now),
+                breaker_retry_in_s=b.retry_in_s(now),
+            )
+            for b in tried
+        )
+    return lanes
+
+
+def add_routes(app: web.Application) -> None:
+    for endpoint in Endpoint:
+        app.router.add_post("/v1" + endpoint.path, proxy_handler(endpoint))
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
