@@ -1,0 +1,37 @@
+"""Protocol codecs: everything specific to a wire protocol's stream, behind one interface
+(``base.StreamCodec``). Chat completions are stitched (``chat``, ``chat_stitch``); the
+Responses API and legacy completions are relayed whole (``responses``, ``plain``). A new
+protocol adds a codec here and an entry in ``codec_for``/``resume_blocked``; the lifecycle does
+not change."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.codecs.base import StreamCodec
+from proxy.codecs.chat_stitch import ChatStitch
+from proxy.codecs.plain import PlainStream
+from proxy.http.inbound import Endpoint
+from proxy.lifecycle.run import Run
+
+
+def codec_for(run: Run, out: web.StreamResponse) -> StreamCodec:
+    if run.creq.endpoint is Endpoint.CHAT:
+        return ChatStitch(run, out)
+    return PlainStream(run, out)
+
+
+def resume_blocked(run: Run) -> str | None:
+    """Why a cut stream of this request can never be resumed; None when it may be."""
+    streams = run.gw.config.streams
+    if not streams.resume:
+        return "resume is off (streams.resume: false)"
+    if run.http.headers.get("x-sidestep-resume", "").strip().lower() == "off":
+        return "resume is off for this request (x-sidestep-resume: off)"
+    n = run.creq.obj.get("n")
+    if run.creq.endpoint is not Endpoint.CHAT or (type(n) is int and n > 1):
+        return "only single-choice chat streams can be resumed"
+    return None
+
+
+__all__ = ["StreamCodec", "codec_for", "resume_blocked"]

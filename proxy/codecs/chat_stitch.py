@@ -25,9 +25,10 @@ from policies.stitch import (
     continuation_request,
     merge_usage,
 )
+from proxy.codecs.chat import ChatInspector, parse_chat_event
 from proxy.http.errors import stream_error_frame
 from proxy.lifecycle.record import SegmentRecord
-from proxy.lifecycle.relay import ChatInspector, Inspector, SegmentResult, Verdict, parse_chat_event
+from proxy.lifecycle.relay import Inspector, SegmentResult, Verdict
 from proxy.lifecycle.run import Run
 from proxy.state.fleet import Lease
 

@@ -22,13 +22,14 @@ from policies.lanes import LaneId
 from policies.lifecycle import Lifecycle, Phase, RequestFacts, Settings
 from policies.routing import LaneView
 from policies.stitch import prefill_refused
+from proxy.codecs import StreamCodec, codec_for, resume_blocked
 from proxy.lifecycle.attempt import Failed, Opened, open_attempt
 from proxy.lifecycle.hedge import Raced, hedge_after_s, hedged_attempt
 from proxy.lifecycle.record import Outcome, RequestFinished
 from proxy.lifecycle.relay import relay_segment
 from proxy.lifecycle.replies import busy, give_up, upstream_answer
 from proxy.lifecycle.run import Run
-from proxy.lifecycle.streaming import StreamCodec, codec_for, open_client_stream, resume_blocked
+from proxy.lifecycle.streaming import open_client_stream
 from proxy.observe.events import AdmissionRejected, FailedOver, StreamResumed
 from proxy.state.admission import Rejected
 from proxy.state.fleet import Lease

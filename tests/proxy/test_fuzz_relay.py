@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from policies.sse import FrameSplitter, parse_event
 from proxy.cli.simulator_wire import ResponsesWire
-from proxy.lifecycle.relay import ChatInspector, Ending, ResponsesInspector, Verdict, relay_segment
+from proxy.codecs.chat import ChatInspector
+from proxy.codecs.responses import ResponsesInspector
+from proxy.lifecycle.relay import Ending, Verdict, relay_segment
 from proxy.upstream.failures import IdleTimeout, StreamCut
 from tests.conftest import Running, target
 from tests.fakes import SSE, FakeUpstream, Reply

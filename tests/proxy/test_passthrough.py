@@ -12,14 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.cli.simulator import canonical_text
-from proxy.lifecycle.relay import (
-    ChatInspector,
-    Ending,
-    ResponsesInspector,
-    SegmentResult,
-    Verdict,
-    relay_segment,
-)
+from proxy.codecs.chat import ChatInspector
+from proxy.codecs.responses import ResponsesInspector
+from proxy.lifecycle.relay import Ending, SegmentResult, Verdict, relay_segment
 from proxy.upstream.failures import StreamCut
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.cli.simulator import Behaviour, canonical_text
-from proxy.lifecycle.relay import ChatInspector, Verdict, parse_chat_event
+from proxy.codecs.chat import ChatInspector, parse_chat_event
+from proxy.lifecycle.relay import Verdict
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames, error
 

@@ -1,0 +1,32 @@
+"""What the lifecycle needs of a wire protocol's stream, whatever the protocol: an inspector
+per segment, what a segment's end says (``in_tool_call``), the body of a continuation, and the
+two ways a stream ends for the client — its protocol's clean end, or one error event so the
+SDK raises instead of reporting half an answer as success."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from proxy.lifecycle.relay import Inspector, SegmentResult
+from proxy.state.fleet import Lease
+
+
+class StreamCodec(Protocol):
+    def inspector(self, continuation: bool) -> Inspector:
+        """The inspector for the next segment (the client's own, or a continuation)."""
+
+    def segment_ended(self, lease: Lease, inspector: Inspector, result: SegmentResult) -> None:
+        """Take in a relayed segment (record it, keep what a continuation needs)."""
+
+    @property
+    def in_tool_call(self) -> bool:
+        """Whether the answer so far stops inside a tool call."""
+
+    def continuation_body(self, model: str, prefill: bool) -> bytes:
+        """The request that continues the answer so far on ``model``."""
+
+    async def finish(self) -> None:
+        """End the stream cleanly (the answer is complete)."""
+
+    async def fail(self, reason: str) -> None:
+        """End the stream with one error event saying ``reason``."""
