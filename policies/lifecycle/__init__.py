@@ -23,82 +23,26 @@ Commands (imperative) and the events that answer them (past tense)::
 
 ``ClientGone`` may arrive at any time and always ends in ``Abandon``: nothing is attempted or
 resumed for a client that left. Every decision that used to live in the shell's retry loop
-and the stitcher lives here: which lane next, retry vs fail over vs wait out a Retry-After,
+and the stream stitcher lives here: which lane next, retry vs fail over vs wait out a Retry-After,
 context-too-long model avoidance, the per-leg target budget, whether a cut stream may be
 resumed and where, and which status to give up with. Times are monotonic seconds.
 """
 
-from policies.lifecycle.commands import (
-    Abandon,
-    Attempt,
-    Choose,
-    Command,
-    Continuation,
-    Effect,
-    EndStream,
-    FailedOver,
-    Finish,
-    GiveUp,
-    GiveUpKind,
-    RecordFailure,
-    RecordInterruption,
-    Relay,
-    RememberNoPrefill,
-    Respond,
-    Resumed,
-    Sleep,
-    Transition,
-    WaitForCapacity,
-)
-from policies.lifecycle.events import (
-    AttemptFailed,
-    CapacityWaited,
-    ClientGone,
-    Event,
-    HeadersAccepted,
-    LanesSeen,
-    LeaseRefused,
-    SegmentEnded,
-    Woke,
-)
+# The package is the lifecycle's API: it re-exports its parts.
+from policies.lifecycle import commands, events
+from policies.lifecycle.commands import *  # noqa: F403  (re-export; __all__ below)
+from policies.lifecycle.events import *  # noqa: F403  (re-export; __all__ below)
 from policies.lifecycle.machine import BUSY_RETRY_S, start, step
 from policies.lifecycle.state import Lifecycle, Phase, RequestFacts, Settings
 
 __all__ = [
+    *commands.__all__,
+    *events.__all__,
     "BUSY_RETRY_S",
-    "Abandon",
-    "Attempt",
-    "AttemptFailed",
-    "CapacityWaited",
-    "Choose",
-    "ClientGone",
-    "Command",
-    "Continuation",
-    "Effect",
-    "EndStream",
-    "Event",
-    "FailedOver",
-    "Finish",
-    "GiveUp",
-    "GiveUpKind",
-    "HeadersAccepted",
-    "LanesSeen",
-    "LeaseRefused",
     "Lifecycle",
     "Phase",
-    "RecordFailure",
-    "RecordInterruption",
-    "Relay",
-    "RememberNoPrefill",
     "RequestFacts",
-    "Respond",
-    "Resumed",
-    "SegmentEnded",
     "Settings",
-    "Sleep",
-    "Transition",
-    "WaitForCapacity",
-    "Woke",
     "start",
     "step",
 ]

@@ -19,13 +19,27 @@ class Continuation:
     prefill: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Choose:
+class _Goes:
+    """A command after which the request goes on (the shell answers with an event)."""
+
+    __slots__ = ()
     terminal = False
 
 
+class _Ends:
+    """A terminal command: the request ends with it."""
+
+    __slots__ = ()
+    terminal = True
+
+
 @dataclass(frozen=True, slots=True)
-class Attempt:
+class Choose(_Goes):
+    """Take a snapshot of the lanes for the request's model (answer: ``LanesSeen``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt(_Goes):
     """Send the request (``leg`` None) or a continuation to ``lane``. ``hedge`` is the lane a
     hedged attempt races when the first token is slow (another target, within the request's
     target budget); the shell starts it only where hedging is configured."""
@@ -33,34 +47,37 @@ class Attempt:
     lane: LaneView
     leg: Continuation | None  # None: the client's own request
     hedge: LaneView | None = None
-    terminal = False
 
 
 @dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(_Goes):
+    """Wait ``delay_s`` on the clock before a same-lane retry (answer: ``Woke``)."""
+
     delay_s: float
-    terminal = False
 
 
 @dataclass(frozen=True, slots=True)
-class WaitForCapacity:
+class WaitForCapacity(_Goes):
+    """Every lane is busy: wait in the admission queue up to ``timeout_s`` for a slot to
+    free (answer: ``CapacityWaited``)."""
+
     timeout_s: float
-    terminal = False
 
 
 @dataclass(frozen=True, slots=True)
-class Relay:
+class Relay(_Goes):
+    """Serve the opened answer of ``lane``: a JSON body whole, or one stream segment until it
+    ends (answer: ``SegmentEnded``)."""
+
     lane: LaneView
-    terminal = False
 
 
 @dataclass(frozen=True, slots=True)
-class Respond:
+class Respond(_Ends):
     """Give the client the upstream's own answer to ``lane`` (a 4xx it must see)."""
 
     lane: LaneView
     plan: FailurePlan
-    terminal = True
 
 
 class GiveUpKind(Enum):
@@ -70,30 +87,31 @@ class GiveUpKind(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class GiveUp:
+class GiveUp(_Ends):
     kind: GiveUpKind
     why: str | None
     retry_after_s: float | None
     decision: Decision | None
     last: AttemptFailed | None
     last_plan: FailurePlan | None
-    terminal = True
 
 
 @dataclass(frozen=True, slots=True)
-class Finish:
-    terminal = True
+class Finish(_Ends):
+    """The answer is complete: end it cleanly (a stream with its protocol's end)."""
 
 
 @dataclass(frozen=True, slots=True)
-class EndStream:
+class EndStream(_Ends):
+    """The stream cannot be completed: end it with one error event saying ``reason`` (the
+    original interruption first)."""
+
     reason: str
-    terminal = True
 
 
 @dataclass(frozen=True, slots=True)
-class Abandon:
-    terminal = True
+class Abandon(_Ends):
+    """The client left: stop, send nothing more."""
 
 
 Command = (
@@ -153,3 +171,27 @@ Effect = RecordFailure | RecordInterruption | FailedOver | Resumed | RememberNoP
 class Transition:
     effects: tuple[Effect, ...]
     command: Command
+
+
+__all__ = [
+    "Abandon",
+    "Attempt",
+    "Choose",
+    "Command",
+    "Continuation",
+    "Effect",
+    "EndStream",
+    "FailedOver",
+    "Finish",
+    "GiveUp",
+    "GiveUpKind",
+    "RecordFailure",
+    "RecordInterruption",
+    "Relay",
+    "RememberNoPrefill",
+    "Respond",
+    "Resumed",
+    "Sleep",
+    "Transition",
+    "WaitForCapacity",
+]

@@ -80,3 +80,16 @@ Event = (
     | SegmentEnded
     | ClientGone
 )
+
+
+__all__ = [
+    "AttemptFailed",
+    "CapacityWaited",
+    "ClientGone",
+    "Event",
+    "HeadersAccepted",
+    "LanesSeen",
+    "LeaseRefused",
+    "SegmentEnded",
+    "Woke",
+]

@@ -10,7 +10,7 @@ Only well-formed SSE reaches a client: events with JSON data the SDK can parse, 
 comment-only events (``: ping``, valid UTF-8) that keep its connection warm. Events without
 data, undecodable bytes and unparsable data are dropped and counted (``Inspector.dropped``).
 An event larger than ``max_event_bytes`` ends the segment (``Ending.OVERSIZED_EVENT``) before
-any byte of it is written: it is an interruption the stitcher resumes from like a reset.
+any byte of it is written: an interruption the lifecycle resumes from like a reset.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ Answers = Callable[[str, float], UpstreamOutcome | None]  # None = a 200
 
 
 class Shell:
-    """The forwarding loop of ``proxy.forward`` reduced to its policy calls."""
+    """The request loop (``proxy.lifecycle.loop``) reduced to its policy calls."""
 
     def __init__(self, answers: Answers, rng_frac: float) -> None:
         self.lanes = {"primary": Lane("primary", 1.0), "fallback": Lane("fallback", 0.0)}
