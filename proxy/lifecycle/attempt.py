@@ -18,7 +18,7 @@ it — so it is retried or failed over like any other.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,12 +62,16 @@ class Opened:
     resp: UpstreamResponse
     answer: JsonAnswer | None
     latency_s: float  # until the response headers (streams) or the whole body
-    _stack: AsyncExitStack
+    _opening: AbstractAsyncContextManager[UpstreamResponse]
+    _run: Run
 
     async def close(self) -> None:
         """End the upstream response (an unfinished one drops its connection) and release
         the lease."""
-        await self._stack.aclose()
+        try:
+            await self._opening.__aexit__(None, None, None)
+        finally:
+            _release(self._run, self.lease)
 
 
 def upstream_request(run: Run, view: LaneView, body: bytes, stream: bool) -> UpstreamRequest:
@@ -101,12 +105,11 @@ async def open_attempt(
     lease = gw.fleet.lease(view, run.tokens, started)
     if lease is None:
         return None
-    stack = AsyncExitStack()
-    stack.callback(_release, run, lease)
+    opening = gw.require_upstream().open(upstream_request(run, view, body, stream))
+    opened = False
     try:
-        resp = await stack.enter_async_context(
-            gw.require_upstream().open(upstream_request(run, view, body, stream))
-        )
+        resp = await opening.__aenter__()
+        opened = True
         ttfb_s = gw.clock.monotonic() - started
         if not 200 <= resp.status < 300:
             outcome = await _refusal(resp)
@@ -117,7 +120,7 @@ async def open_attempt(
                 primed = await first_token(run, lease, resp, started, claim)
                 if primed is not None:
                     gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
-                    return Opened(lease, primed, None, ttfb_s, stack)
+                    return Opened(lease, primed, None, ttfb_s, opening, run)
                 # no token in time and nothing sent yet: fail over like a 5xx
                 outcome = UpstreamOutcome(
                     stage=Stage.FIRST_BYTE,
@@ -129,16 +132,27 @@ async def open_attempt(
                 if check.problem is None:
                     gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
                     answer = JsonAnswer(raw, check.usage)
-                    return Opened(lease, resp, answer, gw.clock.monotonic() - started, stack)
+                    latency_s = gw.clock.monotonic() - started
+                    return Opened(lease, resp, answer, latency_s, opening, run)
                 outcome = _broken_promise(resp, raw, check.problem)
     except UpstreamFailure as exc:
         outcome = UpstreamOutcome(stage=exc.stage, timed_out=exc.timed_out, detail=exc.detail)
     except BaseException:  # the client left (cancellation) or we failed: no verdict on the lane
         gw.fleet.neutral(lease)
-        await stack.aclose()
+        await _close(opening if opened else None, run, lease)
         raise
-    await stack.aclose()
+    await _close(opening if opened else None, run, lease)
     return Failed(lease, outcome, gw.clock.monotonic() - started)
+
+
+async def _close(
+    opening: AbstractAsyncContextManager[UpstreamResponse] | None, run: Run, lease: Lease
+) -> None:
+    try:
+        if opening is not None:
+            await opening.__aexit__(None, None, None)
+    finally:
+        _release(run, lease)
 
 
 def _release(run: Run, lease: Lease) -> None:
