@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestServer
 from proxy.config import Config
 from proxy.http.app import make_app
 from proxy.state.gateway import GATEWAY, Gateway
-from tests.fakes import FakeClock, FakeUpstream
+from tests.clock import FakeClock
+from tests.fakes import FakeUpstream
 
 
 class Running:

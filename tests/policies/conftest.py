@@ -20,17 +20,7 @@ if _ROOT not in sys.path:
 
 from policies.breaker import BreakerState  # noqa: E402  (needs the path set above)
 from policies.routing import LaneView, OperatorState  # noqa: E402
-
-
-class FakeClock:
-    """Monotonic seconds that only move when the test says so."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
+from tests.clock import FakeClock  # noqa: E402
 
 
 @dataclass

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.breaker import Breaker, BreakerState, BreakerTransition, Permit
 from policies.settings import BreakerSettings
-
-
-class FakeClock(Protocol):
-    """The ``clock`` fixture from conftest: monotonic seconds the test advances."""
-
-    now: float
-
-    def advance(self, seconds: float) -> float: ...
-
+from tests.clock import FakeClock
 
 CLOSED, HALF_OPEN, OPEN = BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
 

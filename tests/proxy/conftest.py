@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import FakeClock
+from tests.clock import FakeClock
 from tests.proxy.file_gateway import FileGateway, StartFn, start_from_file, write_config
 
 

@@ -19,8 +19,8 @@ from proxy.config import load_config
 from proxy.http.app import make_app
 from proxy.observe.events import ConfigReloaded
 from proxy.state.reload import RELOADER, SETTLE_S, Reloader, ReloadResult
+from tests.clock import FakeClock
 from tests.conftest import Running
-from tests.fakes import FakeClock
 
 
 def yaml_text(targets: list[dict[str, Any]], **sections: Any) -> str:

@@ -18,8 +18,9 @@ from proxy.admin.guard import is_loopback
 from proxy.cli.simulator import canonical_text
 from proxy.config import ADMIN_TOKEN_ENV, Config, ConfigError, with_env_defaults
 from proxy.http.app import make_app
+from tests.clock import FakeClock
 from tests.conftest import Running, target
-from tests.fakes import FakeClock, Reply, chat_frames, error
+from tests.fakes import Reply, chat_frames, error
 
 USER: Any = [{"role": "user", "content": "hi"}]
 CANON = canonical_text("hi", 20)

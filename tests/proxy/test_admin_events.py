@@ -11,8 +11,9 @@ import pytest
 
 from proxy.admin.events import FEEDS, Feed
 from proxy.observe.events import FailedOver
+from tests.clock import FakeClock
 from tests.conftest import Running, target
-from tests.fakes import FakeClock, error
+from tests.fakes import error
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

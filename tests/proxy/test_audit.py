@@ -15,8 +15,9 @@ from proxy.lifecycle.record import AttemptRecord, RequestFinished, RequestRecord
 from proxy.observe.audit import AuditFile, AuditTrail, audit_ctx
 from proxy.observe.events import ConfigReloaded
 from proxy.state.gateway import Gateway
+from tests.clock import FakeClock
 from tests.conftest import target
-from tests.fakes import FakeClock, error
+from tests.fakes import error
 
 PROMPT = "PROMPT-TEXT-that-must-not-be-audited"
 

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from policies.breaker import BreakerState
 from policies.lanes import LaneId
+from tests.clock import FakeClock
 from tests.conftest import Running, target
-from tests.fakes import FakeClock, Reply, error
+from tests.fakes import Reply, error
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 SESSION = {"x-sidestep-session": "s1"}
@@ -118,11 +119,11 @@ async def test_retries_stop_at_the_deadline(upstream: Any, gateway: Any, clock: 
         },
     )
     gw.gw.rng.seed(3)
-    started = clock.t
+    started = clock.now
     with pytest.raises(openai.InternalServerError) as caught:
         await ask(gw)
     assert caught.value.status_code == 503
-    assert clock.t - started <= 5
+    assert clock.now - started <= 5
     assert 2 <= a.calls < 11  # the deadline, not the retry count, ended it
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import openai
 import pytest
 
+from tests.clock import FakeClock
 from tests.conftest import Running, target
-from tests.fakes import FakeClock, Reply, chat_frames, error
+from tests.fakes import Reply, chat_frames, error
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

@@ -42,7 +42,7 @@ from proxy.observe.events import (
     SwitchContext,
 )
 from proxy.state.operator import TargetOperated
-from tests.fakes import FakeClock
+from tests.clock import FakeClock
 
 SECRET = "https://user:SECRET-token@git.example/repo.git"
 """Put in every field that may quote a secret (git errors, test and hook output, push errors)."""

@@ -9,8 +9,9 @@ import openai
 import pytest
 
 from proxy.cli.simulator import Behaviour
+from tests.clock import FakeClock
 from tests.conftest import target
-from tests.fakes import FakeClock, Reply, chat_frames
+from tests.fakes import Reply, chat_frames
 from tests.proxy.test_stitching import PIECES, TEXT, WORDS, stream_text
 
 WAIT_S = 5.0  # wall-clock bound on waits for real I/O

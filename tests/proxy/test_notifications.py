@@ -15,8 +15,9 @@ from aiohttp import web
 
 from proxy.config import Config, ConfigError, parse_config
 from proxy.observe.events import FailedOver
+from tests.clock import FakeClock
 from tests.conftest import Running, target
-from tests.fakes import FakeClock, error
+from tests.fakes import error
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -122,7 +123,7 @@ async def test_same_target_and_event_coalesce_within_min_interval(
     gw = await gateway([target(up)], **hooked(hook.url, min_interval_s=60))
 
     def failover(request_id: str, from_target: str = "a") -> None:
-        gw.gw.events.emit(FailedOver(request_id, None, from_target, "b", "rate_limited", clock.t))
+        gw.gw.events.emit(FailedOver(request_id, None, from_target, "b", "rate_limited", clock.now))
 
     failover("req_1")
     assert (await hook.next())["request_id"] == "req_1"
@@ -318,7 +319,7 @@ async def test_reload_keeps_unchanged_webhooks_and_starts_new_ones(
     gw = await gateway(targets, notifications={"webhooks": [{"url": kept.url}]})
 
     def failover(request_id: str) -> None:
-        gw.gw.events.emit(FailedOver(request_id, None, "a", "b", "rate_limited", clock.t))
+        gw.gw.events.emit(FailedOver(request_id, None, "a", "b", "rate_limited", clock.now))
 
     failover("req_1")
     assert (await kept.next())["request_id"] == "req_1"

@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from proxy.cli.simulator import Behaviour, canonical_text
+from tests.clock import FakeClock
 from tests.conftest import target
-from tests.fakes import FakeClock, FakeUpstream, Reply, error
+from tests.fakes import FakeUpstream, Reply, error
 
 PROMPT = "tell me a story"
 WORDS = 30

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from proxy.cli.admin import explain
 from proxy.config import Config
+from tests.clock import FakeClock
 from tests.conftest import Running, target
-from tests.fakes import FakeClock, FakeUpstream, Reply, error
+from tests.fakes import FakeUpstream, Reply, error
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 COMPLETION = {
@@ -36,8 +37,8 @@ class Outage(Reply):
     calls: list[float] = field(default_factory=list)
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
-        self.calls.append(self.clock.t)
-        if self.clock.t < self.until:
+        self.calls.append(self.clock.now)
+        if self.clock.now < self.until:
             return await error(503, "Service Unavailable").serve(request)
         return await Reply(body=COMPLETION).serve(request)
 
@@ -62,7 +63,7 @@ async def run_requests(gw: Running, clock: FakeClock, start: float, count: int) 
     served: dict[float, str] = {}
     for i in range(count):
         at = start + 0.5 * i
-        clock.t = max(clock.t, at)
+        clock.now = max(clock.now, at)
         served[at] = await served_by(gw)
     return served
 
@@ -73,7 +74,7 @@ async def test_a_primary_back_from_a_60_s_outage_serves_again_within_15_s(
     """60 s of 503s: every request is served by the fallback, the primary gets one request per
     recheck interval at most after the first failure, and serves again within 15 s."""
     primary, fallback = await upstream("primary"), await upstream("fallback")
-    start = clock.t
+    start = clock.now
     calls = script_outage(primary, clock, start + 60)
     gw = await gateway([target(primary, priority=1), target(fallback)])
     served = await run_requests(gw, clock, start, 180)
@@ -99,9 +100,9 @@ async def test_one_failed_request_does_not_leave_a_healthy_primary_unused(
     primary, fallback = await upstream("primary"), await upstream("fallback")
     primary.queue(*[error(503, "Service Unavailable") for _ in range(3)])
     gw = await gateway([target(primary, priority=1), target(fallback)])
-    start = clock.t
+    start = clock.now
     assert await served_by(gw) == "fallback"
-    failed_at = clock.t  # after the two backoff sleeps
+    failed_at = clock.now  # after the two backoff sleeps
     served = await run_requests(gw, clock, start + 0.5, 16)  # past its cooldown
     async with aiohttp.ClientSession() as http, http.get(gw.url("/admin/status")) as resp:
         shown = {t["id"]: t for t in (await resp.json())["targets"]}["primary"]

@@ -17,8 +17,9 @@ from openai import AsyncOpenAI
 
 from proxy.cli.simulator import Behaviour, canonical_text
 from proxy.state.reload import POLL_INTERVAL_S, SETTLE_S, ReloadResult
+from tests.clock import FakeClock
 from tests.conftest import target
-from tests.fakes import FakeClock, FakeUpstream, Reply, chat_frames, error
+from tests.fakes import FakeUpstream, Reply, chat_frames, error
 from tests.proxy.file_gateway import (
     FileGateway,
     StartFn,
@@ -350,9 +351,9 @@ async def watch_steps(
     while gw.clock.monotonic() - start < seconds:
         step_end = gw.clock.monotonic() + POLL_INTERVAL_S
         for at in sorted(w for w in writes if start + w < step_end):
-            gw.clock.t = start + at
+            gw.clock.now = start + at
             writes.pop(at)()
-        gw.clock.t = step_end
+        gw.clock.now = step_end
         result = await gw.reloader.poll()
         if result is not None:
             results.append(result)

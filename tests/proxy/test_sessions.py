@@ -15,8 +15,9 @@ from proxy.config import Config, ConfigError, parse_config
 from proxy.git.sessions import SESSIONS
 from proxy.lifecycle.record import RequestFinished
 from proxy.observe.events import HookRan
+from tests.clock import FakeClock
 from tests.conftest import target
-from tests.fakes import FakeClock, error
+from tests.fakes import error
 from tests.proxy.file_gateway import start_from_file, write_config
 from tests.proxy.test_git_isolation import (
     Setup,
