@@ -68,13 +68,14 @@ class ChatStitch:
             if not result.ending.interrupted and self.wants_usage:
                 self.usage_frame = inspector.final_usage_frame()
         self.lease = lease
-        self._note(lease, result, start, self.transcript.chars)
+        self._note(lease, result, start, self.transcript.chars, inspector.dropped)
 
-    def _note(self, lease: Lease, result: SegmentResult, start: int, end: int) -> None:
+    def _note(
+        self, lease: Lease, result: SegmentResult, start: int, end: int, dropped: int
+    ) -> None:
+        target, ended = lease.runtime.config.id, result.ending.value
         self.run.record.segments.append(
-            SegmentRecord(
-                lease.runtime.config.id, lease.model, start, end, result.chunks, result.ending.value
-            )
+            SegmentRecord(target, lease.model, start, end, result.chunks, ended, dropped)
         )
         if result.ending.interrupted and self.usages[-1] is None:
             estimate = max(0, end - start) // 4  # unreported: ~4 characters a token

@@ -36,7 +36,13 @@ class PlainStream:
     def segment_ended(self, lease: Lease, inspector: Inspector, result: SegmentResult) -> None:
         self.lease = lease
         record = SegmentRecord(
-            lease.runtime.config.id, lease.model, 0, 0, result.chunks, result.ending.value
+            lease.runtime.config.id,
+            lease.model,
+            0,
+            0,
+            result.chunks,
+            result.ending.value,
+            inspector.dropped,
         )
         self.run.record.segments.append(record)
 

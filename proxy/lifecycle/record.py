@@ -40,6 +40,7 @@ class SegmentRecord:
     end_char: int
     chunks: int
     ended: str
+    dropped: int = 0  # events the relay dropped (malformed, no data): never reached the client
 
 
 @dataclass(slots=True)

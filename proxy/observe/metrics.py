@@ -47,6 +47,8 @@ from proxy.observe.events import (
     AdmissionRejected,
     ConfigReloaded,
     FailedOver,
+    HedgeStarted,
+    HedgeWon,
     RateLimitObserved,
     StreamResumed,
 )
@@ -148,6 +150,8 @@ class Metrics:
             RequestFinished: self._request_finished,
             FailedOver: self._failed_over,
             StreamResumed: self._stream_resumed,
+            HedgeStarted: self._hedge_started,
+            HedgeWon: self._hedge_won,
             BreakerTransition: self._breaker_transition,
             CooldownSet: self._cooldown_set,
             RateLimitObserved: self._ratelimit_observed,
@@ -184,6 +188,16 @@ class Metrics:
             r, "sidestep_stream_resumes",
             "Interrupted streams continued on a target, by the target that broke off",
             "target reason",
+        )  # fmt: skip
+        self.hedges = _counter(
+            r, "sidestep_hedges",
+            "Hedged attempts (hedge_after_s): started, and won by the hedge; by the primary target",
+            "target outcome",
+        )  # fmt: skip
+        self.dropped = _counter(
+            r, "sidestep_stream_events_dropped",
+            "Upstream SSE events dropped by the relay (malformed, no data, not UTF-8)",
+            "target",
         )  # fmt: skip
         self.transitions = _counter(
             r, "sidestep_breaker_transitions",
@@ -247,6 +261,9 @@ class Metrics:
             self.ttft.get(target).observe(rec.ttft_s)
         for attempt in rec.attempts:
             self.attempts.get(attempt.target, attempt.error_class).inc()
+        for segment in rec.segments:
+            if segment.dropped:
+                self.dropped.get(segment.target).inc(segment.dropped)
         if rec.usage and rec.served_by is not None:
             self._count_tokens(rec, target, model)
 
@@ -262,6 +279,12 @@ class Metrics:
 
     def _stream_resumed(self, event: StreamResumed) -> None:
         self.resumes.get(event.from_target, event.reason).inc()
+
+    def _hedge_started(self, event: HedgeStarted) -> None:
+        self.hedges.get(event.primary_target, "started").inc()
+
+    def _hedge_won(self, event: HedgeWon) -> None:
+        self.hedges.get(event.primary_target, "won").inc()
 
     def _breaker_transition(self, event: BreakerTransition) -> None:
         target = target_of(event.name)
@@ -323,6 +346,8 @@ class Metrics:
             self.attempts,
             self.failovers,
             self.resumes,
+            self.hedges,
+            self.dropped,
             self.transitions,
             self.cooldowns,
             self.tokens,

@@ -12,6 +12,7 @@ from proxy.cli.simulator import Behaviour
 from tests.clock import FakeClock
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames
+from tests.proxy.test_metrics import by_label, samples, scrape
 from tests.proxy.test_stitching import PIECES, TEXT, WORDS, stream_text
 
 WAIT_S = 5.0  # wall-clock bound on waits for real I/O
@@ -118,6 +119,8 @@ async def test_a_hedge_that_gets_its_first_token_first_serves_and_the_primary_is
         "HedgeStarted",
         "HedgeWon",
     ]
+    found = samples((await scrape(gw.url("/metrics")))[1])
+    assert by_label(found, "sidestep_hedges_total", "outcome") == {"started": 1.0, "won": 1.0}
     gate.set()
 
 

@@ -11,6 +11,7 @@ import orjson
 from proxy.cli.simulator import Behaviour
 from tests.conftest import target
 from tests.fakes import Reply, chat_frames
+from tests.proxy.test_metrics import samples, scrape, value
 from tests.proxy.test_stitching import MESSAGES, PIECES, TEXT, WORDS, stream_text
 
 BIG = 17 * 2**20  # over the 16 MiB event limit
@@ -72,3 +73,6 @@ async def test_garbage_and_data_less_lines_are_dropped_and_the_sdk_gets_the_exac
     text, _ = await stream_text(gw)
     assert text == TEXT
     assert a.calls == 1
+    found = samples((await scrape(gw.url("/metrics")))[1])
+    dropped = value(found, "sidestep_stream_events_dropped_total", target="a")
+    assert dropped == 2 * len(noise)  # every noise event, twice; the valid ``: ping`` passes
