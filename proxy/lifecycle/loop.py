@@ -256,7 +256,7 @@ class Driver:
         decisions = self.run.record.decisions
         decision = state.last_decision
         if isinstance(event, lc.LanesSeen) and decision and len(decisions) < MAX_DECISIONS_KEPT:
-            decisions.append(decision.summary())
+            decisions.append(decision)
 
     # -- the end ----------------------------------------------------------------------------
 

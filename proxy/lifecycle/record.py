@@ -7,9 +7,11 @@ It holds no secrets and, unless content capture is on, no prompt or response tex
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
+
+from policies.routing import Decision, Exclusion
 
 
 class Outcome(StrEnum):
@@ -62,12 +64,14 @@ class RequestRecord:
     ttft_s: float | None = None
     usage: dict[str, Any] | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
-    decisions: list[dict[str, object]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)  # summarised only when read
     segments: list[SegmentRecord] = field(default_factory=list)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(replace(self, decisions=[]))
+        doc["decisions"] = [d.summary() for d in self.decisions]
+        return doc
 
 
 _REFUSED = frozenset({429, 503})
@@ -117,11 +121,10 @@ def final_exclusions(record: RequestRecord) -> list[str] | None:
     if not record.decisions or record.served_by is not None or record.status not in _REFUSED:
         return None
     final = record.decisions[-1]
-    if final.get("chosen") is not None:
+    if final.chosen is not None:
         return None
-    rejections = final.get("rejections")
     return [
-        f"{r['lane']}: {r['reason']}"
-        for r in (rejections if isinstance(rejections, list) else [])
-        if isinstance(r, dict) and r.get("reason") != "no_model"
+        f"{r.label}: {r.reason.value}"
+        for r in final.rejections
+        if r.reason is not Exclusion.NO_MODEL
     ]

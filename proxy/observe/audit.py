@@ -95,7 +95,7 @@ def audit_line(record: RequestRecord, clock: Clock) -> bytes:
         "resumes": record.resumes,
         "usage": _tokens(record.usage),
         "attempts": record.attempts,
-        "decisions": [_decision(d, clock) for d in record.decisions],
+        "decisions": [_decision(d.summary(), clock) for d in record.decisions],
         "segments": record.segments,
         "error": record.error,
     }
