@@ -31,6 +31,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from proxy.cli import simulator_wire as wire
+from proxy.http.errors import error_response
 from proxy.state.clock import Clock, SystemClock
 
 CONTINUE_INSTRUCTION = "Continue exactly where your previous message stopped"
@@ -207,11 +208,11 @@ async def _openai_shaped(request: web.Request, handler: Handler) -> web.StreamRe
             return wire.rate_limited_response(behaviour.name, behaviour.retry_after_s)
         return await handler(request)
     except _BadRequest as exc:
-        return wire.error_response(400, exc.message, "invalid_request_error", param=exc.param)
+        return error_response(400, exc.message, "invalid_request_error", param=exc.param)
     except web.HTTPException as exc:  # 404, 405, 413 from aiohttp itself
         if exc.status < 400:
             raise
-        return wire.error_response(exc.status, exc.reason, "invalid_request_error")
+        return error_response(exc.status, exc.reason, "invalid_request_error")
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

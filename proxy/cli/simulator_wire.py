@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.http.errors import error_response
+
 JSON = "application/json"
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -27,28 +29,6 @@ SSE_HEADERS = {
 }
 DONE = b"data: [DONE]\n\n"
 _HOLE = "\x00hole\x00"  # a string no answer contains; marks where a template's text goes
-
-
-def error_body(
-    message: str, type_: str, *, param: str | None = None, code: str | None = None
-) -> bytes:
-    """``{"error": {...}}`` exactly as OpenAI sends it."""
-    return orjson.dumps(
-        {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    )
-
-
-def error_response(
-    status: int,
-    message: str,
-    type_: str,
-    *,
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    body = error_body(message, type_, param=param, code=code)
-    return web.Response(status=status, body=body, content_type=JSON, headers=headers)
 
 
 def rate_limited_response(provider: str, wait_s: float) -> web.Response:

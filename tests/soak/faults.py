@@ -25,6 +25,7 @@ from aiohttp.typedefs import Handler
 
 from proxy.cli import simulator_wire as wire
 from proxy.cli.simulator import SIMULATOR, Behaviour, continuation_prefix, make_simulator_app
+from proxy.http.errors import error_response
 
 
 class Fault(Enum):
@@ -97,13 +98,13 @@ class FaultyTarget:
         return wire.rate_limited_response(self.name, self.timings.retry_after_s)
 
     async def _rate_limit(self, request: web.Request, body: Any) -> web.Response:
-        return wire.error_response(429, "Too many requests, slow down.", "requests")
+        return error_response(429, "Too many requests, slow down.", "requests")
 
     async def _server_error(self, request: web.Request, body: Any) -> web.Response:
-        return wire.error_response(500, "The server had an error.", "server_error")
+        return error_response(500, "The server had an error.", "server_error")
 
     async def _unavailable(self, request: web.Request, body: Any) -> web.Response:
-        return wire.error_response(503, "The engine is currently overloaded.", "server_error")
+        return error_response(503, "The engine is currently overloaded.", "server_error")
 
     async def _reset_before_headers(self, request: web.Request, body: Any) -> web.Response:
         assert request.transport is not None
