@@ -83,6 +83,19 @@ class Reply:
         return resp
 
 
+@dataclass
+class Held(Reply):
+    """A scripted reply that is only answered once ``release`` is set."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        self.arrived.set()
+        await self.release.wait()
+        return await super().serve(request)
+
+
 def error(
     status: int, message: str, type_: str = "server_error", code: str | None = None, **headers: str
 ) -> Reply:

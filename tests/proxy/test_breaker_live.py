@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
 from policies.breaker import BreakerState
 from policies.lanes import LaneId
 from tests.clock import FakeClock
 from tests.conftest import Running, target
-from tests.fakes import Reply, error
+from tests.fakes import Held, error
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 SESSION = {"x-sidestep-session": "s1"}
@@ -31,19 +29,6 @@ async def served_by(gw: Running, **kwargs: Any) -> str:
     raw = await ask(gw, **kwargs)
     target_id: str = raw.headers["x-sidestep-target"]
     return target_id
-
-
-@dataclass
-class Held(Reply):
-    """A scripted reply that is only answered once ``release`` is set."""
-
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def serve(self, request: web.Request) -> web.StreamResponse:
-        self.arrived.set()
-        await self.release.wait()
-        return await super().serve(request)
 
 
 def breaker_state(gw: Running, target_id: str) -> BreakerState:

@@ -14,7 +14,7 @@ from proxy.cli.admin import explain
 from proxy.config import Config
 from tests.clock import FakeClock
 from tests.conftest import Running, target
-from tests.fakes import FakeUpstream, Reply, error
+from tests.fakes import FakeUpstream, Held, Reply, error
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 COMPLETION = {
@@ -113,19 +113,6 @@ async def test_one_failed_request_does_not_leave_a_healthy_primary_unused(
     assert all(by == "fallback" for at, by in served.items() if at < back)
     assert all(by == "primary" for at, by in served.items() if at > back)
     assert primary.calls == 3 + sum(by == "primary" for by in served.values())
-
-
-@dataclass
-class Held(Reply):
-    """A scripted reply that is only answered once ``release`` is set."""
-
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def serve(self, request: web.Request) -> web.StreamResponse:
-        self.arrived.set()
-        await self.release.wait()
-        return await super().serve(request)
 
 
 async def test_a_reload_during_a_recheck_does_not_stop_later_rechecks(
