@@ -291,7 +291,7 @@ def _segment_ended(state: Lifecycle, event: SegmentEnded) -> tuple[Lifecycle, Tr
         last_cut=lane_id,
     )
     effects: tuple[Effect, ...] = (RecordInterruption(event.lane),)
-    blocked = _resume_blocked(state, event)
+    blocked = _resume_blocked(state)
     if blocked is not None:
         reason = f"{event.ending}; {blocked}"
         return _update(state, phase=Phase.DONE), Transition(effects, EndStream(reason))
@@ -311,7 +311,7 @@ def _segment_ended(state: Lifecycle, event: SegmentEnded) -> tuple[Lifecycle, Tr
     return state, Transition(effects, Choose())
 
 
-def _resume_blocked(state: Lifecycle, event: SegmentEnded) -> str | None:
+def _resume_blocked(state: Lifecycle) -> str | None:
     if state.facts.resume_blocked is not None:
         return state.facts.resume_blocked
     if state.resumes >= state.settings.max_resumes:

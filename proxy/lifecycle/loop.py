@@ -69,7 +69,6 @@ class Driver:
         self.run = run
         self.gw = run.gw
         self.opened: Opened | None = None  # the segment being served
-        self.failed: Failed | None = None  # the last failed attempt
         self.failures: dict[LaneId, Failed] = {}  # each lane's last failed attempt
         self.lease: Lease | None = None  # the lease of the last segment served
         self.out: web.StreamResponse | None = None  # the client's response, once prepared
@@ -165,7 +164,7 @@ class Driver:
         if result is None:
             return lc.LeaseRefused(lane)
         if isinstance(result, Failed):
-            self.failed = self.failures[lane.lane_id] = result
+            self.failures[lane.lane_id] = result
             refused = prefill and _refuses_prefill(result)
             return lc.AttemptFailed(lane, result.outcome, wall, refused, others, raced.hedged)
         self.opened = result
@@ -263,12 +262,12 @@ class Driver:
     async def _terminal(self, state: Lifecycle, command: lc.Command) -> web.StreamResponse:
         run = self.run
         if isinstance(command, lc.Respond):
-            assert self.failed is not None
-            reply = upstream_answer(run, self.failed, command.plan.error_class.value)
+            failed = self.failures[command.lane.lane_id]
+            reply = upstream_answer(run, failed, command.plan.error_class.value)
             outcome = Outcome.CLIENT_ERROR if reply.status < 500 else Outcome.UPSTREAM_ERROR
             return _answer(run, outcome, reply)
         if isinstance(command, lc.GiveUp):
-            last = self.failed if command.last is not None else None
+            last = self.failures[command.last.lane.lane_id] if command.last else None
             reply = give_up(run, command, last)
             if command.kind is lc.GiveUpKind.NO_MODEL:
                 return _answer(run, Outcome.CLIENT_ERROR, reply)
