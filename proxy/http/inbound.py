@@ -27,6 +27,7 @@ class Endpoint(Enum):
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
     RESPONSES = "responses"
+    MESSAGES = "messages"  # the Anthropic Messages API
 
     @property
     def path(self) -> str:
@@ -38,6 +39,7 @@ _PATHS = {
     Endpoint.COMPLETIONS: "/completions",
     Endpoint.EMBEDDINGS: "/embeddings",
     Endpoint.RESPONSES: "/responses",
+    Endpoint.MESSAGES: "/messages",
 }
 
 
@@ -179,7 +181,8 @@ def _json_kind(value: object) -> str:
 
 
 def _needs(endpoint: Endpoint, obj: dict[str, Any], stream: bool) -> frozenset[str]:
-    needs = {endpoint.value}
+    # an Anthropic Messages request can go to any chat target (natively or translated)
+    needs = {"chat" if endpoint is Endpoint.MESSAGES else endpoint.value}
     if stream:
         needs.add("streaming")
     if obj.get("tools") or obj.get("functions"):
