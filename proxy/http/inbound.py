@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import StreamReader, web
 
+from policies.translate.paths import RESPONSES_STATE
 from proxy.http.body_budget import BodyHold
 from proxy.http.errors import ClientRequestError
 
@@ -181,14 +182,17 @@ def _json_kind(value: object) -> str:
 
 
 def _needs(endpoint: Endpoint, obj: dict[str, Any], stream: bool) -> frozenset[str]:
-    # an Anthropic Messages request can go to any chat target (natively or translated)
-    needs = {"chat" if endpoint is Endpoint.MESSAGES else endpoint.value}
+    needs = {endpoint.value}
     if stream:
         needs.add("streaming")
     if obj.get("tools") or obj.get("functions"):
         needs.add("tools")
-    if endpoint is Endpoint.CHAT and _has_image(obj.get("messages")):
+    if endpoint in (Endpoint.CHAT, Endpoint.MESSAGES) and _has_image(obj.get("messages")):
         needs.add("vision")
+    if endpoint is Endpoint.RESPONSES and (
+        obj.get("previous_response_id") is not None or obj.get("conversation") is not None
+    ):
+        needs.add(RESPONSES_STATE)  # kept by the upstream: only a native target can serve it
     return frozenset(needs)
 
 
@@ -198,7 +202,7 @@ def _has_image(messages: object) -> bool:
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list) and any(
-            isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
+            isinstance(part, dict) and part.get("type") in ("image_url", "input_image", "image")
             for part in content
         ):
             return True
