@@ -150,6 +150,10 @@ class Target(Section):
     capabilities: Annotated[tuple[Capability, ...], AfterValidator(_dedupe)] = tuple(Capability)
     context_window: PositiveInt | None = None
     """Tokens; ``None`` when unknown."""
+    max_output_tokens: PositiveInt | None = None
+    """The most output tokens the target's models take: a request asking for more (Claude
+    Code asks for 32,000 to 64,000) is capped to this, since many OpenAI-compatible providers
+    refuse a larger ``max_tokens`` outright."""
     prefill: bool = False
     """Whether the upstream continues a trailing assistant message (used to resume)."""
     prefill_models: dict[Annotated[StrictStr, StringConstraints(min_length=1)], bool] = Field(

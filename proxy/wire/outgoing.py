@@ -9,6 +9,7 @@ thinking untouched. Otherwise the body is translated hop by hop along
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
@@ -74,8 +75,11 @@ def outgoing(
     path = _path(Wire(creq.endpoint.value), target.api, frozenset(target.capabilities))
     wire = path[-1]
     url = target.url(Endpoint(wire.value).path)
+    cap = target.max_output_tokens
     if len(path) == 1:
         raw = body if body is not None else creq.body_for(model)
+        if cap is not None and _over(creq.obj if body is None else orjson.loads(raw), cap):
+            raw = orjson.dumps(_capped(orjson.loads(raw), cap))  # rare: re-encode to cap it
         return Outgoing(url, raw, target.api, wire)
     obj: dict[str, Any] = orjson.loads(body) if body is not None else dict(creq.obj)
     context = StepContext(model, creq.obj, creq.request_id, created)
@@ -92,7 +96,24 @@ def outgoing(
             code="untranslatable_request",
         ) from None
     obj["model"] = model
-    return Outgoing(url, orjson.dumps(obj), target.api, wire, steps)
+    return Outgoing(url, orjson.dumps(_capped(obj, cap)), target.api, wire, steps)
+
+
+_OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def _over(obj: Mapping[str, Any], cap: int) -> bool:
+    return any(isinstance(value := obj.get(name), int) and value > cap for name in _OUTPUT_LIMITS)
+
+
+def _capped(obj: dict[str, Any], cap: int | None) -> dict[str, Any]:
+    """``obj`` asking for at most ``cap`` output tokens (the target's ``max_output_tokens``)."""
+    if cap is not None:
+        for name in _OUTPUT_LIMITS:
+            value = obj.get(name)
+            if isinstance(value, int) and value > cap:
+                obj[name] = cap
+    return obj
 
 
 @cache

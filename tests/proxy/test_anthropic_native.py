@@ -216,3 +216,16 @@ async def test_root_answers_head_and_get(gateway: Any, upstream: Any) -> None:
     http = claude(gw)._client
     assert (await http.head(gw.url("/"))).status_code == 200
     assert (await http.get(gw.url("/"))).json()["service"] == "sidestep"
+
+
+async def test_max_tokens_is_capped_to_the_targets_limit(gateway: Any, upstream: Any) -> None:
+    """A target's ``max_output_tokens`` caps what a request asks for (Claude Code asks for
+    64,000); a request within the cap goes byte-for-byte."""
+    fake = await upstream("claude")
+    fake.queue(Reply(body=MESSAGE), Reply(body=MESSAGE))
+    gw = await gateway([native(fake, max_output_tokens=8192)])
+    client = claude(gw)
+    await client.messages.create(**{**REQUEST, "max_tokens": 64000})
+    await client.messages.create(**REQUEST)
+    assert fake.seen[0].body == {**REQUEST, "max_tokens": 8192}
+    assert fake.seen[1].body == REQUEST
