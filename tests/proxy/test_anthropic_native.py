@@ -109,9 +109,7 @@ async def test_overloaded_529_fails_over(gateway: Any, upstream: Any) -> None:
     assert (await response.parse()).content[0].text == "Hello from Anthropic"  # type: ignore[union-attr]
 
 
-async def test_upstream_client_error_reaches_the_client_as_is(
-    gateway: Any, upstream: Any
-) -> None:
+async def test_upstream_client_error_reaches_the_client_as_is(gateway: Any, upstream: Any) -> None:
     """An Anthropic target's own 400 reaches the SDK as a BadRequestError with its message."""
     fake = await upstream("claude")
     bad = {"type": "error", "error": {"type": "invalid_request_error", "message": "no prefill"}}
@@ -149,9 +147,7 @@ async def test_sidesteps_own_errors_are_anthropic_shaped(
     assert error["error"]["message"]
 
 
-async def test_missing_client_key_is_an_authentication_error(
-    gateway: Any, upstream: Any
-) -> None:
+async def test_missing_client_key_is_an_authentication_error(gateway: Any, upstream: Any) -> None:
     """With client keys configured, a wrong ``x-api-key`` raises the SDK's
     AuthenticationError with an Anthropic-shaped body."""
     fake = await upstream("claude")
@@ -165,9 +161,7 @@ async def test_missing_client_key_is_an_authentication_error(
     assert answer.status_code == 200
 
 
-async def test_rate_limited_everywhere_is_a_rate_limit_error(
-    gateway: Any, upstream: Any
-) -> None:
+async def test_rate_limited_everywhere_is_a_rate_limit_error(gateway: Any, upstream: Any) -> None:
     """When every target is rate-limited the SDK raises RateLimitError with retry-after."""
     fake = await upstream("claude")
     limited = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
@@ -225,7 +219,7 @@ async def test_max_tokens_is_capped_to_the_targets_limit(gateway: Any, upstream:
     fake.queue(Reply(body=MESSAGE), Reply(body=MESSAGE))
     gw = await gateway([native(fake, max_output_tokens=8192)])
     client = claude(gw)
-    await client.messages.create(**{**REQUEST, "max_tokens": 64000})
+    await client.messages.create(**{**REQUEST, "max_tokens": 64000}, timeout=30)
     await client.messages.create(**REQUEST)
     assert fake.seen[0].body == {**REQUEST, "max_tokens": 8192}
     assert fake.seen[1].body == REQUEST
