@@ -27,10 +27,12 @@ from policies.translate.responses_objects import (
     ending,
     item_status,
     message_item,
+    reasoning_item,
     usage,
 )
 from policies.translate.responses_tools import (
     ChatTools,
+    ToolNames,
     allowed_names,
     chat_tools,
     tool_choice,
@@ -143,10 +145,11 @@ def answer(
 ) -> dict[str, Any]:
     """A complete chat completion → a Responses ``response`` object.
 
-    The first choice's text becomes one ``message`` item, each tool call a ``function_call``
-    item (namespaced names restored). ``length`` gives status ``incomplete`` with reason
-    ``max_output_tokens``; ``content_filter`` gives ``incomplete`` with reason
-    ``content_filter``. ``created_at`` is in seconds since the epoch.
+    The first choice's reasoning (``reasoning_content`` or ``reasoning``, as some backends
+    send it) becomes a ``reasoning`` item, its text (and refusal) one ``message`` item, each
+    tool call a ``function_call`` item (namespaced names restored). ``length`` gives status
+    ``incomplete`` with reason ``max_output_tokens``; ``content_filter`` gives ``incomplete``
+    with reason ``content_filter``. ``created_at`` is in seconds since the epoch.
     """
     choices = obj.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices else {}
@@ -157,27 +160,35 @@ def answer(
     model = request_obj.get("model") or obj.get("model") or ""
     envelope = Envelope(response_id, str(model), created_at, request_obj)
     output: list[dict[str, Any]] = []
-    text = "".join(
-        p for p in (message.get("content"), message.get("refusal")) if isinstance(p, str)
-    )
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        output.append(reasoning_item(envelope.item_id("rs", 0), item_status(end), reasoning))
+    parts = (message.get("content"), message.get("refusal"))
+    text = "".join(part for part in parts if isinstance(part, str))
     if text:
-        output.append(message_item(envelope.item_id("msg", 0), item_status(end), text))
-    names = tool_names(request_obj.get("tools"))
-    calls = message.get("tool_calls")
+        msg_id = envelope.item_id("msg", len(output))
+        output.append(message_item(msg_id, item_status(end), text))
+    _add_calls(output, message.get("tool_calls"), envelope, tool_names(request_obj.get("tools")))
+    status = "completed" if end is Ending.COMPLETED else "incomplete"
+    return envelope.response(status, output, usage=usage(obj.get("usage")), end=end)
+
+
+def _add_calls(
+    output: list[dict[str, Any]], calls: object, envelope: Envelope, names: ToolNames
+) -> None:
+    """Append a ``function_call`` item per chat tool call."""
     for call in calls if isinstance(calls, list) else []:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             continue
         index = len(output)
-        call_id = call.get("id") or envelope.item_id("call", index)
+        call_id = str(call.get("id") or envelope.item_id("call", index))
         arguments = function.get("arguments")
         if not isinstance(arguments, str):  # a few backends send an object, not JSON text
             arguments = orjson.dumps(arguments or {}).decode()
-        item_id = envelope.item_id("fc", index)
         name = str(function.get("name") or "")
-        output.append(call_item(item_id, "completed", str(call_id), name, arguments, names))
-    status = "completed" if end is Ending.COMPLETED else "incomplete"
-    return envelope.response(status, output, usage=usage(obj.get("usage")), end=end)
+        fc_id = envelope.item_id("fc", index)
+        output.append(call_item(fc_id, "completed", call_id, name, arguments, names))
 
 
 def error(status: int, obj: object) -> dict[str, Any]:

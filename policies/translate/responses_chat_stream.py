@@ -1,16 +1,18 @@
 """A chat completions stream, event by event, as the Responses API stream a Responses client
 expects (the sequence the openai SDK's ``responses.stream()`` accumulates):
 
-``response.created``, ``response.in_progress``; per text run a ``message`` item
-(``output_item.added``, ``content_part.added``, ``output_text.delta``…, then
-``output_text.done``, ``content_part.done``, ``output_item.done``); per tool call a
+``response.created``, ``response.in_progress``; per run of reasoning (chat's
+``reasoning_content`` / ``reasoning`` deltas) a ``reasoning`` item with ``reasoning_text``
+content, streamed like text; per run of text a ``message`` item (``output_item.added``,
+``content_part.added``, ``output_text.delta``…, then ``output_text.done``,
+``content_part.done``, ``output_item.done``); per tool call a
 ``function_call`` item (``output_item.added``, ``function_call_arguments.delta``…, ``.done``,
 ``output_item.done``); at the end ``response.completed`` — or ``response.incomplete`` when the
 chat answer stopped at its token limit or a content filter — with the whole ``output`` and
 the ``usage``. ``output_index`` counts items in order of appearance; ``sequence_number``
 counts events from 0.
 
-Items close as soon as their end is known: a message when a tool call starts, everything
+Items close as soon as their end is known: a run when another item starts, everything
 when the finish reason arrives. The terminal event waits for ``[DONE]`` (the usage chunk
 comes after the finish reason) or a clean close after the finish reason. A chat in-band
 error becomes ``response.failed`` carrying the upstream's code and message; a ``[DONE]`` or a
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Final
 
 import orjson
 
@@ -36,14 +39,27 @@ from policies.translate.responses_objects import (
     ending,
     item_status,
     message_item,
-    text_part,
+    reasoning_item,
     usage,
 )
 from policies.translate.responses_tools import tool_names
 
 
+class _Kind(Enum):
+    """A run of streamed text: the answer (a ``message`` item) or the model's reasoning (a
+    ``reasoning`` item, from chat's ``reasoning_content`` / ``reasoning`` deltas)."""
+
+    MESSAGE = "msg"
+    REASONING = "rs"
+
+
+# Per kind: the name prefix of its delta and done events.
+_EVENTS: Final = {_Kind.MESSAGE: "response.output_text", _Kind.REASONING: "response.reasoning_text"}
+
+
 @dataclass(slots=True)
-class _Text:
+class _Run:
+    kind: _Kind
     output_index: int
     item_id: str
     pieces: list[str] = field(default_factory=list)
@@ -77,7 +93,7 @@ class ChatToResponsesStream:
         self._finish: str | None = None
         self._usage: dict[str, Any] | None = None
         self._next_index = 0
-        self._text: _Text | None = None
+        self._run: _Run | None = None
         self._calls: dict[int, _Call] = {}
         self._output: dict[int, dict[str, Any]] = {}
         self._out: list[bytes] = []
@@ -127,43 +143,37 @@ class ChatToResponsesStream:
             self._usage = usage(info.usage)
         if self._finish is not None:
             return  # after the finish reason only usage is news
-        text = info.text + _refusal(obj)
-        if text:
-            self._text_delta(text)
+        reasoning, text = _extra_deltas(obj)
+        if reasoning:
+            self._run_delta(_Kind.REASONING, reasoning)
+        if info.text or text:
+            self._run_delta(_Kind.MESSAGE, info.text + text)
         for call in info.tool_calls:
             self._call_delta(call)
         if info.finish_reason:
             self._finish = info.finish_reason
             self._close_items(item_status(ending(info.finish_reason)))
 
-    def _text_delta(self, text: str) -> None:
-        item = self._text
-        if item is None:
+    def _run_delta(self, kind: _Kind, text: str) -> None:
+        run = self._run
+        if run is None or run.kind is not kind:
+            self._close_run("completed")
             index = self._claim_index()
-            item = self._text = _Text(index, self._env.item_id("msg", index))
-            added = message_item(item.item_id, "in_progress", None)
+            run = self._run = _Run(kind, index, self._env.item_id(kind.value, index))
+            added = _item(run, "in_progress", None)
             self._emit("response.output_item.added", output_index=index, item=added)
-            self._emit(
-                "response.content_part.added",
-                item_id=item.item_id,
-                output_index=index,
-                content_index=0,
-                part=text_part(""),
-            )
-        item.pieces.append(text)
-        self._emit(
-            "response.output_text.delta",
-            item_id=item.item_id,
-            output_index=item.output_index,
-            content_index=0,
-            delta=text,
-            logprobs=[],
-        )
+            part = _item(run, "in_progress", "")["content"][0]
+            self._emit("response.content_part.added", **_where(run), part=part)
+        run.pieces.append(text)
+        if kind is _Kind.MESSAGE:
+            self._emit("response.output_text.delta", **_where(run), delta=text, logprobs=[])
+        else:
+            self._emit("response.reasoning_text.delta", **_where(run), delta=text)
 
     def _call_delta(self, delta: ToolCallDelta) -> None:
         call = self._calls.get(delta.index)
         if call is None:
-            self._close_text("completed")
+            self._close_run("completed")
             index = self._claim_index()
             call_id = delta.id or self._env.item_id("call", index)
             call = _Call(index, self._env.item_id("fc", index), call_id, delta.name or "")
@@ -184,7 +194,7 @@ class ChatToResponsesStream:
     # -- closing items and the response -----------------------------------------------------
 
     def _close_items(self, status: str) -> None:
-        self._close_text(status)
+        self._close_run(status)
         for call in sorted(self._calls.values(), key=lambda c: c.output_index):
             arguments = "".join(call.pieces)
             self._emit(
@@ -199,16 +209,17 @@ class ChatToResponsesStream:
             self._item_done(call.output_index, item)
         self._calls.clear()
 
-    def _close_text(self, status: str) -> None:
-        item = self._text
-        if item is None:
+    def _close_run(self, status: str) -> None:
+        run = self._run
+        if run is None:
             return
-        self._text = None
-        text = "".join(item.pieces)
-        where = {"item_id": item.item_id, "output_index": item.output_index, "content_index": 0}
-        self._emit("response.output_text.done", **where, text=text, logprobs=[])
-        self._emit("response.content_part.done", **where, part=text_part(text))
-        self._item_done(item.output_index, message_item(item.item_id, status, text))
+        self._run = None
+        text = "".join(run.pieces)
+        item = _item(run, status, text)
+        logprobs: dict[str, Any] = {"logprobs": []} if run.kind is _Kind.MESSAGE else {}
+        self._emit(f"{_EVENTS[run.kind]}.done", **_where(run), text=text, **logprobs)
+        self._emit("response.content_part.done", **_where(run), part=item["content"][0])
+        self._item_done(run.output_index, item)
 
     def _item_done(self, output_index: int, item: dict[str, Any]) -> None:
         self._output[output_index] = item
@@ -262,10 +273,28 @@ class ChatToResponsesStream:
         self._out.append(b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n")
 
 
-def _refusal(obj: Mapping[str, Any]) -> str:
-    """``delta.refusal`` of the first choice ('' when none): shown as text to the client."""
+def _item(run: _Run, status: str, text: str | None) -> dict[str, Any]:
+    if run.kind is _Kind.MESSAGE:
+        return message_item(run.item_id, status, text)
+    return reasoning_item(run.item_id, status, text)
+
+
+def _where(run: _Run) -> dict[str, Any]:
+    return {"item_id": run.item_id, "output_index": run.output_index, "content_index": 0}
+
+
+def _extra_deltas(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """The first choice's reasoning delta (``reasoning_content`` as DeepSeek and older vLLM
+    send it, or ``reasoning`` as Groq, OpenRouter and newer vLLM do) and its ``refusal``
+    delta, which the client is shown as text; each '' when absent."""
     choices = obj.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices else None
     delta = choice.get("delta") if isinstance(choice, dict) else None
-    refusal = delta.get("refusal") if isinstance(delta, dict) else None
-    return refusal if isinstance(refusal, str) else ""
+    if not isinstance(delta, dict):
+        return "", ""
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    refusal = delta.get("refusal")
+    return (
+        reasoning if isinstance(reasoning, str) else "",
+        refusal if isinstance(refusal, str) else "",
+    )

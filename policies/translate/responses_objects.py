@@ -118,6 +118,13 @@ def message_item(item_id: str, status: str, text: str | None) -> dict[str, Any]:
     }
 
 
+def reasoning_item(item_id: str, status: str, text: str | None) -> dict[str, Any]:
+    """A ``reasoning`` item with the model's reasoning as plain ``reasoning_text`` content (no
+    summary, nothing encrypted); ``text`` None gives empty content (as when added)."""
+    content = [] if text is None else [{"type": "reasoning_text", "text": text}]
+    return {"id": item_id, "type": "reasoning", "status": status, "summary": [], "content": content}
+
+
 def call_item(
     item_id: str, status: str, call_id: str, chat_name: str, arguments: str, names: ToolNames
 ) -> dict[str, Any]:

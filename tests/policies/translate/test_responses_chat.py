@@ -684,3 +684,14 @@ def test_error_bodies_are_normalized(
     """Whatever error body a chat target sends, the client gets the OpenAI error shape."""
     assert error(status, upstream) == {"error": expected}
     assert orjson.loads(orjson.dumps(error(status, upstream))) == {"error": expected}
+
+
+def test_answer_reasoning_becomes_a_reasoning_item() -> None:
+    """A chat answer's reasoning_content comes back as a reasoning item before the message."""
+    chat = completion({"content": "42", "reasoning_content": "6 times 7"})
+    output = answer(chat, response_id="resp_R", created_at=1, request_obj={})["output"]
+    assert [(item["type"], item["id"]) for item in output] == [
+        ("reasoning", "rs_R_0"),
+        ("message", "msg_R_1"),
+    ]
+    assert output[0]["content"] == [{"type": "reasoning_text", "text": "6 times 7"}]

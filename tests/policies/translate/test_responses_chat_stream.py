@@ -253,3 +253,21 @@ def test_a_cut_stream_never_completes(
     assert full[-1]["type"] == "response.completed"
     indexes = [e["output_index"] for e in full if e["type"] == "response.output_item.added"]
     assert indexes == list(range(len(indexes)))
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_deltas_become_a_reasoning_item(field: str) -> None:
+    """A reasoning model's chat reasoning deltas stream as a reasoning item before the
+    message, so the client sees progress and the SDK's output holds both."""
+    frames = [chunk({"role": "assistant", field: "Think"}), chunk({field: "ing."})]
+    frames += [chunk({"content": "Answer"}), chunk(finish="stop"), usage_chunk(), DONE]
+    out = translate(frames)
+    kinds = [e["type"] for e in events(out)]
+    assert kinds.count("response.reasoning_text.delta") == 2
+    assert kinds.index("response.reasoning_text.done") < kinds.index("response.output_text.delta")
+    with sdk_stream(b"".join(out)) as stream:
+        response = stream.get_final_response()
+    reasoning, message = response.output
+    assert reasoning.type == "reasoning" and reasoning.content is not None
+    assert reasoning.content[0].text == "Thinking."
+    assert message.type == "message" and response.output_text == "Answer"
