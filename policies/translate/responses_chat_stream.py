@@ -94,7 +94,8 @@ class ChatToResponsesStream:
         self._usage: dict[str, Any] | None = None
         self._next_index = 0
         self._run: _Run | None = None
-        self._calls: dict[int, _Call] = {}
+        self._calls: dict[int, _Call] = {}  # the open call at each chat tool-call index
+        self._open_calls: list[_Call] = []  # every open call, in order of appearance
         self._output: dict[int, dict[str, Any]] = {}
         self._out: list[bytes] = []
 
@@ -172,12 +173,15 @@ class ChatToResponsesStream:
 
     def _call_delta(self, delta: ToolCallDelta) -> None:
         call = self._calls.get(delta.index)
-        if call is None:
+        # A new id at a known index is a new call: some backends (Gemini's OpenAI endpoint)
+        # send each call whole in its own chunk, all at index 0.
+        if call is None or (delta.id is not None and delta.id != call.call_id):
             self._close_run("completed")
             index = self._claim_index()
             call_id = delta.id or self._env.item_id("call", index)
             call = _Call(index, self._env.item_id("fc", index), call_id, delta.name or "")
             self._calls[delta.index] = call
+            self._open_calls.append(call)
             added = call_item(call.item_id, "in_progress", call_id, call.name, "", self._names)
             self._emit("response.output_item.added", output_index=index, item=added)
         elif delta.name and not call.name:
@@ -195,7 +199,7 @@ class ChatToResponsesStream:
 
     def _close_items(self, status: str) -> None:
         self._close_run(status)
-        for call in sorted(self._calls.values(), key=lambda c: c.output_index):
+        for call in self._open_calls:
             arguments = "".join(call.pieces)
             self._emit(
                 "response.function_call_arguments.done",
@@ -208,6 +212,7 @@ class ChatToResponsesStream:
             )
             self._item_done(call.output_index, item)
         self._calls.clear()
+        self._open_calls.clear()
 
     def _close_run(self, status: str) -> None:
         run = self._run

@@ -1,6 +1,8 @@
 """Responses ``instructions`` + ``input`` → chat completions ``messages``.
 
-- ``instructions`` → a leading ``system`` message.
+- ``instructions`` → a leading ``system`` message; it and the developer/system items right
+  after it are joined (blank line between) into one, as many open models' chat templates
+  accept one system message, at the start, only. Later ones stay ``system`` messages.
 - ``input`` as a string → one ``user`` message.
 - ``message`` items (also the type-less ``{"role", "content"}`` form): role ``developer`` →
   ``system``; ``system``, ``user``, ``assistant`` kept. Text parts (``input_text``,
@@ -56,7 +58,20 @@ def chat_messages(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise Untranslatable("input must be a string or a list of items", "input")
     if not messages:
         raise Untranslatable("input is empty: there is nothing to answer", "input")
-    return messages
+    return _one_leading_system(messages)
+
+
+def _one_leading_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The leading system messages (``instructions``, then developer/system items) as one,
+    joined by a blank line: many open models' chat templates accept a single system message
+    at the start only."""
+    count = 0
+    while count < len(messages) and messages[count]["role"] == "system":
+        count += 1
+    if count < 2:
+        return messages
+    joined = "\n\n".join(message["content"] for message in messages[:count])
+    return [{"role": "system", "content": joined}, *messages[count:]]
 
 
 class _Items:

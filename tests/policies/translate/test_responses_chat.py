@@ -119,8 +119,11 @@ def test_codex_request_becomes_a_chat_request() -> None:
     assert translated.body == {
         "model": "llama-3.3-70b",
         "messages": [
-            {"role": "system", "content": "You are Codex, a coding agent."},
-            {"role": "system", "content": "<permissions>workspace-write</permissions>"},
+            {
+                "role": "system",
+                "content": "You are Codex, a coding agent.\n\n"
+                "<permissions>workspace-write</permissions>",
+            },
             {
                 "role": "user",
                 "content": "<environment_context>cwd=/repo</environment_context>\n"
@@ -695,3 +698,23 @@ def test_answer_reasoning_becomes_a_reasoning_item() -> None:
         ("message", "msg_R_1"),
     ]
     assert output[0]["content"] == [{"type": "reasoning_text", "text": "6 times 7"}]
+
+
+def test_leading_system_messages_become_one_later_ones_stay() -> None:
+    """instructions and the developer items right after them reach the target as one system
+    message at the start; a developer item later in the conversation stays where it was."""
+    obj = {
+        "model": "m",
+        "instructions": "A",
+        "input": [
+            {"role": "developer", "content": "B"},
+            {"role": "system", "content": "C"},
+            {"role": "user", "content": "hi"},
+            {"role": "developer", "content": "D"},
+        ],
+    }
+    assert body(obj)["messages"] == [
+        {"role": "system", "content": "A\n\nB\n\nC"},
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": "D"},
+    ]

@@ -271,3 +271,19 @@ def test_reasoning_deltas_become_a_reasoning_item(field: str) -> None:
     assert reasoning.type == "reasoning" and reasoning.content is not None
     assert reasoning.content[0].text == "Thinking."
     assert message.type == "message" and response.output_text == "Answer"
+
+
+def test_whole_calls_at_one_index_stay_separate_calls() -> None:
+    """Two calls sent whole in separate chunks at index 0 (as Gemini's OpenAI endpoint does)
+    reach the client as two function calls, not one with glued arguments."""
+    frames = [
+        call_delta(0, '{"q":"a"}', "call_a", "shell"),
+        call_delta(0, '{"q":"b"}', "call_b", "shell"),
+    ]
+    frames += [chunk(finish="tool_calls"), DONE]
+    with sdk_stream(b"".join(translate(frames))) as stream:
+        response = stream.get_final_response()
+    calls = [
+        (item.call_id, item.arguments) for item in response.output if item.type == "function_call"
+    ]
+    assert calls == [("call_a", '{"q":"a"}'), ("call_b", '{"q":"b"}')]
