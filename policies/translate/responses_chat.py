@@ -24,6 +24,7 @@ from policies.translate.responses_objects import (
     Ending,
     Envelope,
     call_item,
+    call_prefix,
     ending,
     item_status,
     message_item,
@@ -176,7 +177,7 @@ def answer(
 def _add_calls(
     output: list[dict[str, Any]], calls: object, envelope: Envelope, names: ToolNames
 ) -> None:
-    """Append a ``function_call`` item per chat tool call."""
+    """Append a ``function_call`` (or ``custom_tool_call``) item per chat tool call."""
     for call in calls if isinstance(calls, list) else []:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
@@ -186,9 +187,9 @@ def _add_calls(
         arguments = function.get("arguments")
         if not isinstance(arguments, str):  # a few backends send an object, not JSON text
             arguments = orjson.dumps(arguments or {}).decode()
-        name = str(function.get("name") or "")
-        fc_id = envelope.item_id("fc", index)
-        output.append(call_item(fc_id, "completed", call_id, name, arguments, names))
+        origin = names.origin(str(function.get("name") or ""))
+        item_id = envelope.item_id(call_prefix(origin), index)
+        output.append(call_item(item_id, "completed", call_id, origin, arguments))
 
 
 def error(status: int, obj: object) -> dict[str, Any]:

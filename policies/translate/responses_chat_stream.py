@@ -7,7 +7,8 @@ content, streamed like text; per run of text a ``message`` item (``output_item.a
 ``content_part.added``, ``output_text.delta``…, then ``output_text.done``,
 ``content_part.done``, ``output_item.done``); per tool call a
 ``function_call`` item (``output_item.added``, ``function_call_arguments.delta``…, ``.done``,
-``output_item.done``); at the end ``response.completed`` — or ``response.incomplete`` when the
+``output_item.done``) — or, for a custom tool, a ``custom_tool_call`` item whose
+``custom_tool_call_input.delta`` events carry the raw input decoded from the JSON arguments; at the end ``response.completed`` — or ``response.incomplete`` when the
 chat answer stopped at its token limit or a content filter — with the whole ``output`` and
 the ``usage``. ``output_index`` counts items in order of appearance; ``sequence_number``
 counts events from 0.
@@ -32,17 +33,19 @@ import orjson
 
 from policies.sse import data_payload, is_comment
 from policies.stitch import ToolCallDelta, chunk_info
+from policies.translate.json_string_field import StringFieldStream
 from policies.translate.responses_objects import (
     Ending,
     Envelope,
     call_item,
+    call_prefix,
     ending,
     item_status,
     message_item,
     reasoning_item,
     usage,
 )
-from policies.translate.responses_tools import tool_names
+from policies.translate.responses_tools import CUSTOM_INPUT, Origin, tool_names
 
 
 class _Kind(Enum):
@@ -70,8 +73,10 @@ class _Call:
     output_index: int
     item_id: str
     call_id: str
-    name: str
+    origin: Origin
     pieces: list[str] = field(default_factory=list)
+    # A custom tool's call: its raw input, decoded out of the JSON arguments as they arrive.
+    input_stream: StringFieldStream | None = None
 
 
 class ChatToResponsesStream:
@@ -176,24 +181,33 @@ class ChatToResponsesStream:
         # A new id at a known index is a new call: some backends (Gemini's OpenAI endpoint)
         # send each call whole in its own chunk, all at index 0.
         if call is None or (delta.id is not None and delta.id != call.call_id):
-            self._close_run("completed")
-            index = self._claim_index()
-            call_id = delta.id or self._env.item_id("call", index)
-            call = _Call(index, self._env.item_id("fc", index), call_id, delta.name or "")
-            self._calls[delta.index] = call
-            self._open_calls.append(call)
-            added = call_item(call.item_id, "in_progress", call_id, call.name, "", self._names)
-            self._emit("response.output_item.added", output_index=index, item=added)
-        elif delta.name and not call.name:
-            call.name = delta.name
-        if delta.arguments:
-            call.pieces.append(delta.arguments)
-            self._emit(
-                "response.function_call_arguments.delta",
-                item_id=call.item_id,
-                output_index=call.output_index,
-                delta=delta.arguments,
-            )
+            call = self._open_call(delta)
+        elif delta.name and not call.origin.name:  # the name came late; keep the item's type
+            origin = self._names.origin(delta.name)
+            call.origin = origin if origin.custom == call.origin.custom else call.origin
+        if not delta.arguments:
+            return
+        call.pieces.append(delta.arguments)
+        where = {"item_id": call.item_id, "output_index": call.output_index}
+        if call.input_stream is None:
+            self._emit("response.function_call_arguments.delta", **where, delta=delta.arguments)
+        elif piece := call.input_stream.feed(delta.arguments):
+            self._emit("response.custom_tool_call_input.delta", **where, delta=piece)
+
+    def _open_call(self, delta: ToolCallDelta) -> _Call:
+        self._close_run("completed")
+        index = self._claim_index()
+        origin = self._names.origin(delta.name or "")
+        call_id = delta.id or self._env.item_id("call", index)
+        item_id = self._env.item_id(call_prefix(origin), index)
+        call = _Call(index, item_id, call_id, origin)
+        if origin.custom:
+            call.input_stream = StringFieldStream(CUSTOM_INPUT)
+        self._calls[delta.index] = call
+        self._open_calls.append(call)
+        added = call_item(item_id, "in_progress", call_id, origin, "")
+        self._emit("response.output_item.added", output_index=index, item=added)
+        return call
 
     # -- closing items and the response -----------------------------------------------------
 
@@ -201,15 +215,12 @@ class ChatToResponsesStream:
         self._close_run(status)
         for call in self._open_calls:
             arguments = "".join(call.pieces)
-            self._emit(
-                "response.function_call_arguments.done",
-                item_id=call.item_id,
-                output_index=call.output_index,
-                arguments=arguments,
-            )
-            item = call_item(
-                call.item_id, "completed", call.call_id, call.name, arguments, self._names
-            )
+            item = call_item(call.item_id, "completed", call.call_id, call.origin, arguments)
+            where = {"item_id": call.item_id, "output_index": call.output_index}
+            if call.origin.custom:
+                self._emit("response.custom_tool_call_input.done", **where, input=item["input"])
+            else:
+                self._emit("response.function_call_arguments.done", **where, arguments=arguments)
             self._item_done(call.output_index, item)
         self._calls.clear()
         self._open_calls.clear()

@@ -93,7 +93,7 @@ class _Items:
                 self._call(item, path, _name(item, path), _string(item, "arguments", path))
             elif kind == "custom_tool_call":
                 arguments = orjson.dumps({"input": _string(item, "input", path)}).decode()
-                self._call(item, path, _string(item, "name", path), arguments)
+                self._call(item, path, _name(item, path), arguments)
             elif kind in ("function_call_output", "custom_tool_call_output"):
                 self._output(item, path)
             elif kind not in _SKIPPED:

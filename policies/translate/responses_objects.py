@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
 
-from policies.translate.responses_tools import ToolNames
+import orjson
+
+from policies.translate.responses_tools import CUSTOM_INPUT, Origin
 
 # Request fields echoed into the response object, as OpenAI does; each with its default.
 _ECHOED: Final[tuple[tuple[str, object], ...]] = (
@@ -125,22 +127,39 @@ def reasoning_item(item_id: str, status: str, text: str | None) -> dict[str, Any
     return {"id": item_id, "type": "reasoning", "status": status, "summary": [], "content": content}
 
 
+def call_prefix(origin: Origin) -> str:
+    """The id prefix of a call item: ``ctc`` for a custom tool's, ``fc`` for a function's."""
+    return "ctc" if origin.custom else "fc"
+
+
 def call_item(
-    item_id: str, status: str, call_id: str, chat_name: str, arguments: str, names: ToolNames
+    item_id: str, status: str, call_id: str, origin: Origin, arguments: str
 ) -> dict[str, Any]:
-    """A ``function_call`` item, named as the client declared the tool (namespace restored)."""
-    namespace, name = names.split(chat_name)
-    item: dict[str, Any] = {
-        "id": item_id,
-        "type": "function_call",
-        "status": status,
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-    }
-    if namespace is not None:
-        item["namespace"] = namespace
+    """A ``function_call`` item named as the client declared the tool (namespace restored);
+    for a custom tool a ``custom_tool_call`` item whose ``input`` is ``custom_input``."""
+    item: dict[str, Any] = {"id": item_id}
+    if origin.custom:
+        item |= {"type": "custom_tool_call", "call_id": call_id, "name": origin.name}
+        item["input"] = custom_input(arguments)
+    else:
+        item |= {"type": "function_call", "status": status, "call_id": call_id}
+        item |= {"name": origin.name, "arguments": arguments}
+    if origin.namespace is not None:
+        item["namespace"] = origin.namespace
     return item
+
+
+def custom_input(arguments: str) -> str:
+    """A custom tool's raw input from the JSON arguments of its chat function call: the
+    ``input`` string, or the arguments text as they are when the model did not send one."""
+    if not arguments:
+        return ""
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return arguments
+    value = parsed.get(CUSTOM_INPUT) if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) else arguments
 
 
 def usage(chat_usage: object) -> dict[str, Any] | None:

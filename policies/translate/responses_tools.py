@@ -2,16 +2,20 @@
 under which names, and how a name the model calls maps back to the one the client sent.
 
 - ``function`` tools become chat function tools (name, description, parameters, strict).
+- ``custom`` (freeform) tools — Codex's ``apply_patch`` is one — become chat functions taking
+  one string, ``{"input": "<text>"}``; a grammar the tool declares is put in the description
+  (a chat target cannot enforce it). The model's calls go back to the client as
+  ``custom_tool_call`` items carrying the raw ``input``.
 - ``namespace`` tool groups (Codex sends its MCP tools this way) are flattened: each nested
-  function becomes a plain chat function named ``<namespace>__<name>`` (``flat_name``). The
-  model's calls are mapped back (``ToolNames.split``) so the client sees a ``function_call``
-  with the ``name`` and ``namespace`` it declared. A flattened name that collides with another
+  function or custom tool becomes a plain chat function named ``<namespace>__<name>``
+  (``flat_name``). The model's calls are mapped back (``ToolNames.origin``) so the client sees
+  the ``name`` and ``namespace`` it declared. A flattened name that collides with another
   tool's is refused rather than guessed at.
 - Every other tool type — the built-ins OpenAI runs server-side (``web_search``,
   ``file_search``, ``code_interpreter``, ``image_generation``, ``computer_use_preview``,
-  ``mcp``, …), ``custom`` (freeform) tools, ``local_shell``, ``shell``, ``apply_patch`` — has no
-  chat equivalent and is dropped; its type is reported so the shell can tell the client
-  (``x-sidestep-dropped``) and the console log.
+  ``mcp``, …), ``local_shell``, ``shell``, ``apply_patch`` (the built-in), ``tool_search`` —
+  has no chat equivalent and is dropped; its type is reported so the shell can tell the
+  client (``x-sidestep-dropped``) and the console log.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from typing import Any, Final
 from policies.translate import Untranslatable
 
 NAMESPACE_SEPARATOR: Final = "__"
+CUSTOM_INPUT: Final = "input"  # the one parameter of a custom tool offered as a function
+_CUSTOM_PARAMETERS: Final = {
+    "type": "object",
+    "properties": {CUSTOM_INPUT: {"type": "string", "description": "The tool's raw input."}},
+    "required": [CUSTOM_INPUT],
+    "additionalProperties": False,
+}
 _FUNCTION_KEYS: Final = ("description", "parameters", "strict")
 _CHOICE_MODES: Final = frozenset({"auto", "none", "required"})
 
@@ -33,15 +44,24 @@ def flat_name(namespace: str, name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """The tool a chat function name stands for, as the client declared it."""
+
+    namespace: str | None
+    name: str
+    custom: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ToolNames:
-    """The chat function names offered, each with the (namespace, name) the client declared;
-    namespace is None for a plain function tool."""
+    """The chat function names offered, each with the tool the client declared."""
 
-    names: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
+    names: Mapping[str, Origin] = field(default_factory=dict)
 
-    def split(self, chat_name: str) -> tuple[str | None, str]:
-        """(namespace, name) for a function the model called; unknown names pass unchanged."""
-        return self.names.get(chat_name, (None, chat_name))
+    def origin(self, chat_name: str) -> Origin:
+        """The declared tool for a function the model called; unknown names are taken as
+        plain functions of that name."""
+        return self.names.get(chat_name) or Origin(None, chat_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +81,15 @@ def chat_tools(tools: object) -> ChatTools:
     if not isinstance(tools, list):
         raise Untranslatable("tools must be a list", "tools")
     out: list[dict[str, Any]] = []
-    names: dict[str, tuple[str | None, str]] = {}
+    names: dict[str, Origin] = {}
     dropped: dict[str, None] = {}
     for i, tool in enumerate(tools):
         path = f"tools[{i}]"
         kind = _kind(tool, path)
-        if kind == "function":
-            _add(out, names, _function(tool, path), (None, tool["name"]), path)
+        if kind in ("function", "custom"):
+            chat = _function(tool, path)
+            origin = Origin(None, tool["name"], kind == "custom")
+            _add(out, names, chat, origin, f"{path}.name")
         elif kind == "namespace":
             _add_namespace(out, names, dropped, tool, path)
         else:
@@ -92,19 +114,33 @@ def _kind(tool: object, path: str) -> str:
 
 
 def _function(tool: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A chat function tool for a ``function`` or ``custom`` tool."""
     name = tool.get("name")
     if not isinstance(name, str) or not name:
         raise Untranslatable(f"{path}.name must be a non-empty string", f"{path}.name")
     function: dict[str, Any] = {"name": name}
+    if tool["type"] == "custom":
+        description = _custom_description(tool.get("description"), tool.get("format"))
+        function |= {"description": description, "parameters": _CUSTOM_PARAMETERS}
+        return {"type": "function", "function": function}
     for key in _FUNCTION_KEYS:
         if tool.get(key) is not None:
             function[key] = tool[key]
     return {"type": "function", "function": function}
 
 
+def _custom_description(description: object, fmt: object) -> str:
+    text = description if isinstance(description, str) else ""
+    if not isinstance(fmt, dict) or fmt.get("type") != "grammar":
+        return text
+    syntax, definition = fmt.get("syntax"), fmt.get("definition")
+    rule = f"\n\nThe input must match this {syntax} grammar:\n{definition}"
+    return text + rule if isinstance(definition, str) else text
+
+
 def _add_namespace(
     out: list[dict[str, Any]],
-    names: dict[str, tuple[str | None, str]],
+    names: dict[str, Origin],
     dropped: dict[str, None],
     group: Mapping[str, Any],
     path: str,
@@ -117,19 +153,21 @@ def _add_namespace(
         raise Untranslatable(f"{path}.tools must be a list", f"{path}.tools")
     for j, member in enumerate(members):
         inner = f"{path}.tools[{j}]"
-        if _kind(member, inner) != "function":
-            dropped[member["type"]] = None
+        kind = _kind(member, inner)
+        if kind not in ("function", "custom"):
+            dropped[kind] = None
             continue
         chat = _function(member, inner)
         chat["function"]["name"] = flat_name(namespace, member["name"])
-        _add(out, names, chat, (namespace, member["name"]), f"{inner}.name")
+        origin = Origin(namespace, member["name"], kind == "custom")
+        _add(out, names, chat, origin, f"{inner}.name")
 
 
 def _add(
     out: list[dict[str, Any]],
-    names: dict[str, tuple[str | None, str]],
+    names: dict[str, Origin],
     chat: dict[str, Any],
-    origin: tuple[str | None, str],
+    origin: Origin,
     path: str,
 ) -> None:
     name: str = chat["function"]["name"]
@@ -146,9 +184,10 @@ def _add(
 def tool_choice(choice: object, offered: ChatTools) -> object:
     """The chat ``tool_choice`` for a Responses one; None means leave it out.
 
-    ``auto``/``none``/``required`` and a named function carry over; ``allowed_tools`` becomes
-    its mode, the offered tools having been narrowed by ``allowed_names``. A choice that forces
-    a dropped tool type (``web_search``, ``mcp``, …) is refused: the target cannot honour it.
+    ``auto``/``none``/``required`` and a named function or custom tool carry over;
+    ``allowed_tools`` becomes its mode, the offered tools having been narrowed by
+    ``allowed_names``. A choice that forces a dropped tool type (``web_search``, ``mcp``, …) is
+    refused: the target cannot honour it.
     """
     if choice is None:
         return None
@@ -159,7 +198,7 @@ def tool_choice(choice: object, offered: ChatTools) -> object:
     kind = choice["type"]
     if kind == "allowed_tools" and choice.get("mode") in ("auto", "required"):
         return choice["mode"]
-    if kind == "function" and isinstance(choice.get("name"), str):
+    if kind in ("function", "custom") and isinstance(choice.get("name"), str):
         name = choice["name"]
         namespace = choice.get("namespace")
         if isinstance(namespace, str) and namespace:

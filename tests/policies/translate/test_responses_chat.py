@@ -358,7 +358,7 @@ GROUP = {
     "description": "CRM",
     "tools": [
         {"type": "function", "name": "lookup", "description": "Look up", "parameters": FIND},
-        {"type": "custom", "name": "freeform"},
+        {"type": "web_search"},
     ],
 }
 
@@ -367,7 +367,7 @@ GROUP = {
     ("tools", "choice", "names", "expected_choice", "dropped"),
     [
         ([FUNCTION], None, ["find"], None, ()),
-        ([FUNCTION, GROUP], "required", ["find", "crm__lookup"], "required", ("custom",)),
+        ([FUNCTION, GROUP], "required", ["find", "crm__lookup"], "required", ("web_search",)),
         (
             [
                 FUNCTION,
@@ -384,7 +384,7 @@ GROUP = {
             {"type": "function", "namespace": "crm", "name": "lookup"},
             ["crm__lookup"],
             {"type": "function", "function": {"name": "crm__lookup"}},
-            ("custom",),
+            ("web_search",),
         ),
         (
             [FUNCTION, GROUP],
@@ -395,7 +395,7 @@ GROUP = {
             },
             ["find"],
             "required",
-            ("custom",),
+            ("web_search",),
         ),
         (
             [{"type": "code_interpreter"}, {"type": "image_generation"}, {"type": "mcp"}],
@@ -717,4 +717,64 @@ def test_leading_system_messages_become_one_later_ones_stay() -> None:
         {"role": "system", "content": "A\n\nB\n\nC"},
         {"role": "user", "content": "hi"},
         {"role": "system", "content": "D"},
+    ]
+
+
+APPLY_PATCH = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Edit files.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch"'},
+}
+
+
+def test_custom_tools_become_functions_taking_one_string() -> None:
+    """A freeform tool (Codex's apply_patch) is offered as a function taking {"input": …},
+    its grammar in the description; a namespaced one is flattened; a choice of it carries."""
+    group = {
+        "type": "namespace",
+        "name": "ns",
+        "description": "",
+        "tools": [{"type": "custom", "name": "raw"}],
+    }
+    obj = {
+        "model": "m",
+        "input": "hi",
+        "tools": [APPLY_PATCH, group],
+        "tool_choice": {"type": "custom", "name": "apply_patch"},
+    }
+    translated = request(obj, "up")
+    assert translated.dropped == ()
+    patch, raw = translated.body["tools"]
+    assert patch["function"]["name"] == "apply_patch" and raw["function"]["name"] == "ns__raw"
+    assert patch["function"]["description"] == (
+        'Edit files.\n\nThe input must match this lark grammar:\nstart: "*** Begin Patch"'
+    )
+    assert patch["function"]["parameters"]["required"] == ["input"]
+    assert raw["function"]["description"] == ""
+    assert translated.body["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "apply_patch"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [('{"input": "*** Begin Patch\\n"}', "*** Begin Patch\n"), ("*** raw text", "*** raw text")],
+    ids=["json", "not-json"],
+)
+def test_answer_custom_call_is_a_custom_tool_call(arguments: str, expected: str) -> None:
+    """A chat call of a custom tool comes back as a custom_tool_call with the raw input (the
+    arguments as they are when the model did not send JSON)."""
+    chat = completion({"tool_calls": [chat_call("call_p", "apply_patch", arguments)]}, "tool_calls")
+    request_obj = {"model": "m", "tools": [APPLY_PATCH]}
+    output = answer(chat, response_id="resp_C", created_at=1, request_obj=request_obj)["output"]
+    assert output == [
+        {
+            "id": "ctc_C_0",
+            "type": "custom_tool_call",
+            "call_id": "call_p",
+            "name": "apply_patch",
+            "input": expected,
+        }
     ]

@@ -287,3 +287,34 @@ def test_whole_calls_at_one_index_stay_separate_calls() -> None:
         (item.call_id, item.arguments) for item in response.output if item.type == "function_call"
     ]
     assert calls == [("call_a", '{"q":"a"}'), ("call_b", '{"q":"b"}')]
+
+
+def test_custom_tool_call_streams_its_raw_input() -> None:
+    """A custom tool's call streams as a custom_tool_call whose input deltas are the decoded
+    text, so the SDK (and Codex) get the patch itself, not JSON around it."""
+    patch = '*** Begin Patch\n*** Add File: a.py\n+print("hi")\n*** End Patch'
+    arguments = orjson.dumps({"input": patch}).decode()
+    pieces = [arguments[i : i + 7] for i in range(0, len(arguments), 7)]
+    frames = [call_delta(0, "", "call_p", "apply_patch"), *[call_delta(0, p) for p in pieces]]
+    frames += [chunk(finish="tool_calls"), DONE]
+    stream = ChatToResponsesStream(
+        "resp_T",
+        "gpt-5-codex",
+        1700,
+        {"model": "m", "tools": [{"type": "custom", "name": "apply_patch"}]},
+    )
+    out = [event for frame in frames for event in stream.feed(frame)]
+    seen = events(out)
+    deltas = [e["delta"] for e in seen if e["type"] == "response.custom_tool_call_input.delta"]
+    assert len(deltas) > 1 and "".join(deltas) == patch
+    assert "response.function_call_arguments.delta" not in {e["type"] for e in seen}
+    with sdk_stream(b"".join(out)) as sdk:
+        response = sdk.get_final_response()
+    item = response.output[0]
+    assert item.type == "custom_tool_call"
+    assert (item.name, item.call_id, item.input, item.id) == (
+        "apply_patch",
+        "call_p",
+        patch,
+        "ctc_T_0",
+    )
