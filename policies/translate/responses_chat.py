@@ -83,15 +83,14 @@ def request(obj: Mapping[str, Any], model: str, *, reasoning_effort: bool = True
             raise Untranslatable(why, key)
     tools = _narrowed(chat_tools(obj.get("tools")), obj.get("tool_choice"))
     body: dict[str, Any] = {"model": model, "messages": chat_messages(obj)}
+    choice = tool_choice(obj.get("tool_choice"), tools)
     if tools.tools:
         body["tools"] = tools.tools
-        choice = tool_choice(obj.get("tool_choice"), tools)
         if choice is not None:
             body["tool_choice"] = choice
         if isinstance(obj.get("parallel_tool_calls"), bool):
             body["parallel_tool_calls"] = obj["parallel_tool_calls"]
-    elif obj.get("tool_choice") not in (None, "auto", "none"):
-        tool_choice(obj["tool_choice"], tools)  # refuses a choice forcing a dropped tool
+    elif choice not in (None, "auto", "none"):
         raise Untranslatable("tool_choice requires a tool, and none is left", "tool_choice")
     for key in _SAMPLING:
         if obj.get(key) is not None:

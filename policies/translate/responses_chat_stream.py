@@ -1,17 +1,22 @@
 """A chat completions stream, event by event, as the Responses API stream a Responses client
 expects (the sequence the openai SDK's ``responses.stream()`` accumulates):
 
-``response.created``, ``response.in_progress``; per run of reasoning (chat's
-``reasoning_content`` / ``reasoning`` deltas) a ``reasoning`` item with ``reasoning_text``
-content, streamed like text; per run of text a ``message`` item (``output_item.added``,
-``content_part.added``, ``output_text.delta``…, then ``output_text.done``,
-``content_part.done``, ``output_item.done``); per tool call a
-``function_call`` item (``output_item.added``, ``function_call_arguments.delta``…, ``.done``,
-``output_item.done``) — or, for a custom tool, a ``custom_tool_call`` item whose
-``custom_tool_call_input.delta`` events carry the raw input decoded from the JSON arguments; at the end ``response.completed`` — or ``response.incomplete`` when the
-chat answer stopped at its token limit or a content filter — with the whole ``output`` and
-the ``usage``. ``output_index`` counts items in order of appearance; ``sequence_number``
-counts events from 0.
+``response.created``, ``response.in_progress``; then one item per run of reasoning, run of
+text or tool call, in order of appearance:
+
+- reasoning (chat's ``reasoning_content`` / ``reasoning`` deltas): a ``reasoning`` item with
+  ``reasoning_text`` content, streamed like text;
+- text: a ``message`` item (``output_item.added``, ``content_part.added``,
+  ``output_text.delta``…, then ``output_text.done``, ``content_part.done``,
+  ``output_item.done``);
+- a tool call: a ``function_call`` item (``output_item.added``,
+  ``function_call_arguments.delta``…, ``.done``, ``output_item.done``) — for a custom tool a
+  ``custom_tool_call`` item, its ``custom_tool_call_input.delta`` events carrying the raw input
+  decoded from the JSON arguments.
+
+At the end ``response.completed`` — or ``response.incomplete`` when the chat answer stopped at
+its token limit or a content filter — with the whole ``output`` and the ``usage``.
+``output_index`` counts items from 0; ``sequence_number`` counts events from 0.
 
 Items close as soon as their end is known: a run when another item starts, everything
 when the finish reason arrives. The terminal event waits for ``[DONE]`` (the usage chunk

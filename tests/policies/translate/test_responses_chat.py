@@ -778,3 +778,25 @@ def test_answer_custom_call_is_a_custom_tool_call(arguments: str, expected: str)
             "input": expected,
         }
     ]
+
+
+@pytest.mark.parametrize(
+    ("tools", "choice", "refused"),
+    [
+        ([{"type": "web_search"}], "required", True),
+        ([FUNCTION], {"type": "allowed_tools", "mode": "auto", "tools": []}, False),
+        ([FUNCTION], {"type": "allowed_tools", "mode": "required", "tools": []}, True),
+    ],
+    ids=["required-none-left", "allowed-auto-none-left", "allowed-required-none-left"],
+)
+def test_a_choice_needing_a_tool_when_none_is_left(
+    tools: list[Any], choice: object, refused: bool
+) -> None:
+    """A choice that requires a tool is refused when no tool is left for the target; one
+    that does not simply sends no tools."""
+    obj = {"model": "m", "input": "hi", "tools": tools, "tool_choice": choice}
+    if not refused:
+        assert "tools" not in body(obj) and "tool_choice" not in body(obj)
+        return
+    with pytest.raises(Untranslatable, match="none is left"):
+        request(obj, "up")
