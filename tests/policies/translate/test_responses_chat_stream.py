@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.sse import FrameSplitter, parse_event
-from policies.translate.responses_chat import ChatToResponsesStream, request
+from policies.translate.responses_chat import ChatToResponsesStream, answer, request
 
 LOOKUP = {"type": "object", "properties": {"q": {"type": "string"}}}
 TOOLS: list[dict[str, Any]] = [
@@ -318,3 +318,43 @@ def test_custom_tool_call_streams_its_raw_input() -> None:
         patch,
         "ctc_T_0",
     )
+
+
+def test_sdk_reads_a_translated_complete_answer() -> None:
+    """responses.create() without streaming parses the translated complete answer: text, the
+    namespaced call and usage as the client declared and counts them."""
+    chat = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "up",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "On it.",
+                    "tool_calls": [
+                        {
+                            "id": "call_9",
+                            "type": "function",
+                            "function": {"name": "crm__lookup", "arguments": '{"q":"z"}'},
+                        }
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": USAGE,
+    }
+    body = orjson.dumps(answer(chat, response_id="resp_A", created_at=1700, request_obj=REQUEST))
+
+    def reply(_: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=body)
+
+    http = httpx2.Client(transport=httpx2.MockTransport(reply))
+    client = openai.OpenAI(api_key="sk-test", base_url="http://sidestep.test/v1", http_client=http)
+    response = client.responses.create(model="gpt-5-codex", input="hi")
+    assert response.id == "resp_A" and response.output_text == "On it."
+    call = response.output[1]
+    assert call.type == "function_call" and (call.name, call.namespace) == ("lookup", "crm")
+    assert response.usage is not None and response.usage.total_tokens == 10
