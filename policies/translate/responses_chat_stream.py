@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import orjson
 
-from policies.sse import data_payload, is_comment
+from policies.sse import data_payload, is_comment, parse_event
 from policies.stitch import ToolCallDelta, chunk_info
 from policies.translate.json_string_field import StringFieldStream
 from policies.translate.responses_objects import (
@@ -122,6 +122,9 @@ class ChatToResponsesStream:
         if payload is None:
             return [frame] if is_comment(frame) else []
         self._out = []
+        if not frame.startswith(b"data:") and _is_error_event(frame):
+            self._upstream_error(_error_of(payload))
+            return self._out
         if payload.startswith(b"[DONE]"):
             if self._finish is not None:
                 self._terminal()
@@ -292,6 +295,21 @@ class ChatToResponsesStream:
         data = orjson.dumps({"type": kind, "sequence_number": self._seq, **fields})
         self._seq += 1
         self._out.append(b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n")
+
+
+def _is_error_event(frame: bytes) -> bool:
+    """Whether the frame is an ``event: error`` (some backends name their errors that way)."""
+    event = parse_event(frame)
+    return event is not None and event.event == "error"
+
+
+def _error_of(payload: bytes) -> object:
+    """An error event's error object: its ``error`` member, the object, or the text."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload.decode("utf-8", "replace")
+    return (obj.get("error") or obj) if isinstance(obj, dict) else obj
 
 
 def _item(run: _Run, status: str, text: str | None) -> dict[str, Any]:

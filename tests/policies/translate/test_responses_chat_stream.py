@@ -154,6 +154,23 @@ def test_in_band_error_becomes_response_failed() -> None:
 
 
 @pytest.mark.parametrize(
+    ("frame", "code", "message"),
+    [
+        (b'event: error\ndata: {"message":"boom","code":"overloaded"}\n\n', "overloaded", "boom"),
+        (b'event: error\ndata: {"error":{"message":"bad"}}\n\n', "server_error", "bad"),
+        (b"event: error\ndata: plain words\n\n", "server_error", "plain words"),
+    ],
+    ids=["flat", "nested", "text"],
+)
+def test_error_named_events_fail_the_response(frame: bytes, code: str, message: str) -> None:
+    """An upstream ``event: error`` frame, whatever its data, ends in response.failed with
+    the upstream's code and message."""
+    last = events(translate([chunk({"content": "a"}), frame]))[-1]
+    assert last["type"] == "response.failed"
+    assert last["response"]["error"] == {"code": code, "message": message}
+
+
+@pytest.mark.parametrize(
     "frame",
     [b"data: not json\n\n", b"data: [1, 2]\n\n"],
     ids=["not-json", "not-object"],
