@@ -21,7 +21,9 @@ its token limit or a content filter — with the whole ``output`` and the ``usag
 Items close as soon as their end is known: a run when another item starts, everything
 when the finish reason arrives. The terminal event waits for ``[DONE]`` (the usage chunk
 comes after the finish reason) or a clean close after the finish reason. A chat in-band
-error becomes ``response.failed`` carrying the upstream's code and message; a ``[DONE]`` or a
+error (an ``{"error": …}`` chunk or an ``event: error``) becomes ``response.failed`` carrying
+the upstream's code and message; data that is not a JSON object is skipped (and counted in
+``dropped``), as the chat codec skips it; a ``[DONE]`` or a
 close without a finish reason yields nothing, so a cut stays a cut for the relay to see.
 Comments pass through unchanged. Work per event is O(1): text and arguments are kept as lists
 of pieces, joined once when their item closes.
@@ -108,6 +110,7 @@ class ChatToResponsesStream:
         self._open_calls: list[_Call] = []  # every open call, in order of appearance
         self._output: dict[int, dict[str, Any]] = {}
         self._out: list[bytes] = []
+        self.dropped = 0  # upstream data events that were not a JSON object, skipped
 
     @property
     def finished(self) -> bool:
@@ -134,7 +137,7 @@ class ChatToResponsesStream:
         except orjson.JSONDecodeError:
             obj = None
         if not isinstance(obj, dict):
-            self._fail("server_error", "the upstream sent an event that is not a JSON object")
+            self.dropped += 1  # as the chat codec does: no client could parse it
         elif obj.get("error"):
             self._upstream_error(obj["error"])
         else:
