@@ -9,8 +9,9 @@
   ``output_text``, ``refusal``) are joined with a newline into a string; a user message with
   an ``input_image`` (``image_url``) becomes a list of chat ``text``/``image_url`` parts.
 - ``function_call`` items → ``tool_calls`` on an assistant message: appended to the
-  assistant message just before, so consecutive calls (and the text before them) form one
-  message, as chat completions expects. A ``namespace`` is flattened as the tools are.
+  assistant message just before, so consecutive calls and the assistant text next to them
+  (before, or after but before their outputs) form one message, as chat completions
+  expects. A ``namespace`` is flattened as the tools are.
 - ``function_call_output`` → a ``tool`` message; the ``call_id`` must name an earlier call.
 - ``custom_tool_call`` / ``custom_tool_call_output`` (history from a Responses target) → a
   call with arguments ``{"input": …}`` and its ``tool`` message.
@@ -88,7 +89,7 @@ class _Items:
                 raise Untranslatable(f"{path} must be an object", path)
             kind = item.get("type", "message" if "role" in item else None)
             if kind == "message":
-                self.messages.append(_message(item, path))
+                self._message(_message(item, path))
             elif kind == "function_call":
                 self._call(item, path, _name(item, path), _string(item, "arguments", path))
             elif kind == "custom_tool_call":
@@ -98,6 +99,20 @@ class _Items:
                 self._output(item, path)
             elif kind not in _SKIPPED:
                 raise Untranslatable(_unsupported(kind, path), f"{path}.type")
+
+    def _message(self, message: dict[str, Any]) -> None:
+        last = self.messages[-1] if self.messages else None
+        # Text after calls whose outputs have not come yet joins the calls' message: a chat
+        # target wants the tool messages right after the message that made the calls.
+        if (
+            message["role"] == "assistant"
+            and last is not None
+            and last["role"] == "assistant"
+            and last.get("content") is None
+        ):
+            last["content"] = message["content"]
+            return
+        self.messages.append(message)
 
     def _call(self, item: Mapping[str, Any], path: str, name: str, arguments: str) -> None:
         call_id = _string(item, "call_id", path)

@@ -240,6 +240,25 @@ def test_codex_request_becomes_a_chat_request() -> None:
         ),
         (
             [
+                {"role": "user", "content": "go"},
+                call("c1", "a", "{}"),
+                {"type": "message", "role": "assistant", "content": "Ran it."},
+                output("c1", "A"),
+                {"type": "message", "role": "assistant", "content": "Done."},
+            ],
+            [
+                {"role": "user", "content": "go"},
+                {
+                    "role": "assistant",
+                    "content": "Ran it.",
+                    "tool_calls": [chat_call("c1", "a", "{}")],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "A"},
+                {"role": "assistant", "content": "Done."},
+            ],
+        ),
+        (
+            [
                 {"role": "user", "content": "patch"},
                 {
                     "type": "custom_tool_call",
@@ -269,6 +288,7 @@ def test_codex_request_becomes_a_chat_request() -> None:
         "assistant-parts",
         "image",
         "calls-merged",
+        "text-after-calls",
         "custom-and-search-history",
     ],
 )
