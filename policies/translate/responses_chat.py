@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 
 from policies.translate import Untranslatable
+from policies.translate.quoting import shown
 from policies.translate.responses_chat_stream import ChatToResponsesStream
 from policies.translate.responses_input import chat_messages
 from policies.translate.responses_objects import (
@@ -126,7 +127,9 @@ def _response_format(text: object) -> dict[str, Any] | None:
     if fmt["type"] == "json_object":
         return {"type": "json_object"}
     if fmt["type"] != "json_schema":
-        raise Untranslatable(f"text.format type {fmt['type']!r} is not supported", "text.format")
+        raise Untranslatable(
+            f"text.format type {shown(fmt['type'])} is not supported", "text.format"
+        )
     if not isinstance(fmt.get("name"), str) or not isinstance(fmt.get("schema"), dict):
         raise Untranslatable("text.format needs a name and a schema", "text.format")
     schema: dict[str, Any] = {"name": fmt["name"], "schema": fmt["schema"]}

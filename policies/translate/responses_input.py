@@ -30,6 +30,7 @@ from typing import Any, Final
 import orjson
 
 from policies.translate import Untranslatable
+from policies.translate.quoting import shown
 from policies.translate.responses_tools import flat_name
 
 _ROLES: Final = {
@@ -87,7 +88,7 @@ class _Items:
             path = f"input[{i}]"
             if not isinstance(item, dict):
                 raise Untranslatable(f"{path} must be an object", path)
-            kind = item.get("type", "message" if "role" in item else None)
+            kind = _text(item.get("type", "message" if "role" in item else None))
             if kind == "message":
                 self._message(_message(item, path))
             elif kind == "function_call":
@@ -133,7 +134,7 @@ class _Items:
         call_id = _string(item, "call_id", path)
         if call_id not in self.calls:
             raise Untranslatable(
-                f"{path} is the output of call {call_id!r}, but no earlier function_call in "
+                f"{path} is the output of call {shown(call_id)}, but no earlier function_call in "
                 "input has that call_id",
                 f"{path}.call_id",
             )
@@ -144,7 +145,7 @@ class _Items:
 
 
 def _message(item: Mapping[str, Any], path: str) -> dict[str, Any]:
-    role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]  # non-str roles miss
+    role = _ROLES.get(_text(item.get("role")))
     if role is None:
         raise Untranslatable(
             f"{path}.role must be developer, system, user or assistant", f"{path}.role"
@@ -163,7 +164,7 @@ def _message(item: Mapping[str, Any], path: str) -> dict[str, Any]:
 def _part(part: object, path: str, role: str) -> dict[str, Any]:
     if not isinstance(part, dict):
         raise Untranslatable(f"{path} must be an object", path)
-    kind = part.get("type")
+    kind = _text(part.get("type"))
     if kind in _TEXT_PARTS:
         text = part.get(_TEXT_PARTS[kind])
         if not isinstance(text, str):
@@ -182,7 +183,7 @@ def _part(part: object, path: str, role: str) -> dict[str, Any]:
             image["detail"] = part["detail"]
         return {"type": "image_url", "image_url": image}
     raise Untranslatable(
-        f"{path}: content of type {kind!r} cannot be sent to a chat completions target"
+        f"{path}: content of type {shown(kind)} cannot be sent to a chat completions target"
         + (" in this role" if kind == "input_image" else ""),
         f"{path}.type",
     )
@@ -219,12 +220,17 @@ def _string(item: Mapping[str, Any], key: str, path: str) -> str:
     return value
 
 
-def _unsupported(kind: object, path: str) -> str:
+def _text(value: object) -> str:
+    """A field that must be a string, as one ('' for anything else, which matches nothing)."""
+    return value if isinstance(value, str) else ""
+
+
+def _unsupported(kind: str, path: str) -> str:
     if kind == "item_reference":
         return (
             f"{path} is an item_reference, an item stored by the provider; a chat completions "
             "target stores none. Send the item itself"
         )
-    if not isinstance(kind, str):
-        return f"{path} has no type"
-    return f"{path}: items of type {kind!r} cannot be sent to a chat completions target"
+    if not kind:
+        return f"{path} has no type (or one that is not a string)"
+    return f"{path}: items of type {shown(kind)} cannot be sent to a chat completions target"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from policies.translate import Untranslatable
+from policies.translate.quoting import shown
 
 NAMESPACE_SEPARATOR: Final = "__"
 CUSTOM_INPUT: Final = "input"  # the one parameter of a custom tool offered as a function
@@ -173,7 +174,7 @@ def _add(
     name: str = chat["function"]["name"]
     if name in names:
         raise Untranslatable(
-            f"{path}: two tools would both be called {name!r} on a chat completions target "
+            f"{path}: two tools would both be called {shown(name)} on a chat completions target "
             f"(namespaced tools are flattened to <namespace>{NAMESPACE_SEPARATOR}<name>)",
             path,
         )
@@ -204,10 +205,12 @@ def tool_choice(choice: object, offered: ChatTools) -> object:
         if isinstance(namespace, str) and namespace:
             name = flat_name(namespace, name)
         if name not in offered.names.names:
-            raise Untranslatable(f"tool_choice names {name!r}, which is not a tool", "tool_choice")
+            raise Untranslatable(
+                f"tool_choice names {shown(name)}, which is not a tool", "tool_choice"
+            )
         return {"type": "function", "function": {"name": name}}
     raise Untranslatable(
-        f"tool_choice {kind!r} forces a tool a chat completions target cannot run",
+        f"tool_choice {shown(kind)} forces a tool a chat completions target cannot run",
         "tool_choice",
     )
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies.translate import Untranslatable
 from policies.translate.responses_chat import answer, error, request
@@ -820,3 +822,79 @@ def test_a_choice_needing_a_tool_when_none_is_left(
         return
     with pytest.raises(Untranslatable, match="none is left"):
         request(obj, "up")
+
+
+# Field names the translation reads, so random bodies reach deep into it.
+KEYS = [
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "type",
+    "role",
+    "content",
+    "text",
+    "name",
+    "namespace",
+    "call_id",
+    "arguments",
+    "output",
+    "image_url",
+    "format",
+    "choices",
+    "message",
+    "tool_calls",
+    "function",
+    "reasoning",
+    "effort",
+    "usage",
+    "schema",
+    "mode",
+    "finish_reason",
+    "refusal",
+    "input_text",
+    "function_call",
+    "function_call_output",
+]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["", "x", "user", "message"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+ITEM = st.dictionaries(st.sampled_from(KEYS), JSON, max_size=5)
+BODY = st.fixed_dictionaries(
+    {"input": st.lists(ITEM | JSON, max_size=4) | JSON},
+    optional={
+        "tools": st.lists(ITEM, max_size=3) | JSON,
+        "tool_choice": ITEM | JSON,
+        "text": ITEM | JSON,
+        "reasoning": ITEM | JSON,
+        "instructions": JSON,
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(obj=BODY)
+def test_any_body_translates_or_is_refused(obj: dict[str, Any]) -> None:
+    """Whatever JSON a client sends, the translation returns a chat body or refuses it with
+    Untranslatable: it never fails in another way (the server would answer 500)."""
+    try:
+        translated = request(obj, "up")
+    except Untranslatable as refused:
+        assert refused.message and (refused.param is None or isinstance(refused.param, str))
+    else:
+        orjson.dumps(translated.body)
+
+
+@settings(max_examples=200, deadline=None)
+@given(obj=st.dictionaries(st.sampled_from(KEYS), JSON, max_size=5))
+def test_any_chat_answer_translates(obj: dict[str, Any]) -> None:
+    """Whatever a chat target answers, the translated response is a JSON-able object."""
+    response = answer(obj, response_id="resp_F", created_at=1, request_obj=obj)
+    assert response["object"] == "response"
+    orjson.dumps(response)

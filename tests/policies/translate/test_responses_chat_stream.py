@@ -380,3 +380,46 @@ def test_sdk_reads_a_translated_complete_answer() -> None:
     call = response.output[1]
     assert call.type == "function_call" and (call.name, call.namespace) == ("lookup", "crm")
     assert response.usage is not None and response.usage.total_tokens == 10
+
+
+CHUNK_KEYS = [
+    "choices",
+    "delta",
+    "index",
+    "tool_calls",
+    "id",
+    "function",
+    "name",
+    "arguments",
+    "content",
+    "finish_reason",
+    "usage",
+    "prompt_tokens",
+    "reasoning_content",
+    "refusal",
+    "error",
+    "message",
+    "code",
+]
+CHUNK_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 3) | st.sampled_from(["", "x", "stop", "length"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(CHUNK_KEYS), inner, max_size=4)
+    ),
+    max_leaves=14,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    chunks=st.lists(
+        st.dictionaries(st.sampled_from(CHUNK_KEYS), CHUNK_JSON, max_size=4), max_size=6
+    )
+)
+def test_any_chat_chunks_give_valid_events(chunks: list[dict[str, Any]]) -> None:
+    """Whatever chunks a chat target streams, the translator never fails and every event it
+    emits is valid SSE with JSON data and sequence numbers 0, 1, 2, …"""
+    frames = [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks]
+    out = events(translate([*frames, DONE]))
+    assert [e["sequence_number"] for e in out] == list(range(len(out)))
