@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from policies.translate import StreamTranslator
+from policies.translate import StreamTranslator, responses_chat
 from policies.translate.paths import Wire
+from policies.translate.responses_chat_stream import ChatToResponsesStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,37 @@ class Step(Protocol):
         run); set once ``request`` has run."""
 
 
-STEPS: dict[tuple[Wire, Wire], Callable[[StepContext], Step]] = {}
+class ResponsesOverChat:
+    """A Responses client on a chat completions target (``policies.translate.responses_chat``)."""
+
+    def __init__(self, context: StepContext) -> None:
+        self.context = context
+        self.response_id = "resp_" + context.request_id  # one id for every attempt
+        self.client: Mapping[str, Any] = context.client
+        self.dropped: tuple[str, ...] = ()
+
+    def request(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.client = obj  # its tools name the calls that come back
+        translated = responses_chat.request(obj, self.context.model)
+        self.dropped = translated.dropped
+        return translated.body
+
+    def answer(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return responses_chat.answer(
+            obj,
+            response_id=self.response_id,
+            created_at=self.context.created,
+            request_obj=self.client,
+        )
+
+    def stream(self) -> StreamTranslator:
+        context = self.context
+        return ChatToResponsesStream(self.response_id, context.model, context.created, self.client)
+
+
+STEPS: dict[tuple[Wire, Wire], Callable[[StepContext], Step]] = {
+    (Wire.RESPONSES, Wire.CHAT): ResponsesOverChat,
+}
 """The step for each hop (from the client's side to the target's)."""
 
 
