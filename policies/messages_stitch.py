@@ -32,7 +32,7 @@ Nothing here performs I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -168,7 +168,7 @@ def continuation_request(
     return body
 
 
-def messages_usage(segments: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+def messages_usage(segments: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
     """Anthropic usage summed over segments, plus ``prompt_tokens`` / ``completion_tokens`` /
     ``total_tokens`` (input counts cache reads and writes) for budgets and metrics."""
     total = merge_usage(segments)
