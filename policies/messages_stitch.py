@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -45,10 +45,10 @@ QUOTE_CHARS: Final = 200  # how much of the text so far an instruction quotes
 _WHITESPACE: Final = " \t\n\r\f\v"
 
 
-@dataclass(frozen=True, slots=True)
-class MessagesEvent:
+class MessagesEvent(NamedTuple):
     """One Anthropic stream event: its ``type`` (``"error"`` for an ``event: error`` whatever
-    its data says) and its parsed data object."""
+    its data says) and its parsed data object. A named tuple, not a dataclass: one is made per
+    relayed event, and a tuple is the cheapest immutable record to build."""
 
     kind: str
     obj: dict[str, Any]
@@ -57,19 +57,38 @@ class MessagesEvent:
 def parse_messages_event(raw: bytes) -> MessagesEvent | None:
     """``raw`` (one complete SSE event) as a ``MessagesEvent``; None when it has no data,
     invalid UTF-8, or data that is not a JSON object with a string ``type``."""
-    event = parse_event(raw)
-    if event is None or not event.is_valid or not event.data:
-        return None
+    fast = _fields(raw)
+    if fast is not None:
+        name, data = fast
+    else:
+        event = parse_event(raw)
+        if event is None or not event.is_valid or not event.data:
+            return None
+        name, data = event.event.encode(), event.data.encode()
     try:
-        obj = orjson.loads(event.data)
+        obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
     if type(obj) is not dict:
         return None
     kind = obj.get("type")
-    if event.event == "error" or kind == "error":
+    if name == b"error" or kind == "error":
         return MessagesEvent("error", obj)
     return MessagesEvent(kind, obj) if type(kind) is str else None
+
+
+def _fields(raw: bytes) -> tuple[bytes, bytes] | None:
+    """The event name and data of the shape Anthropic sends, ``event: X\ndata: {…}\n\n``,
+    as slices without decoding (orjson checks the data's UTF-8; the name is only compared);
+    None for any other shape, left to ``parse_event``."""
+    if not raw.startswith(b"event: ") or b"\r" in raw or not raw.endswith(b"\n\n"):
+        return None
+    line = raw.find(b"\n")
+    end = len(raw) - 2
+    if not raw.startswith(b"data: ", line + 1) or raw.find(b"\n", line + 1) != end:
+        return None
+    name = raw[7:line]
+    return (name, raw[line + 7 : end]) if name.isascii() else None
 
 
 @dataclass(slots=True)
