@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 
 from policies.messages_splice import HOLD_MAX_BYTES, Act, MessageSplice
 from policies.messages_stitch import (
+    MessagesEvent,
     MessageTranscript,
     continuation_request,
     messages_usage,
     parse_messages_event,
 )
+from policies.sse import parse_event
 from policies.stitch import CONTINUE_INSTRUCTION
 from tests.messages_sse import (
     Block,
@@ -346,3 +348,33 @@ def test_json_of_the_frames_is_anthropic_shaped() -> None:
         ORIGINAL, [text("alpha bravo charlie "), tool("toolu_9", "Read", {"p": 1})], [8]
     )
     assert orjson.dumps(got.visible())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([b"event: ", b"event:", b"", b": c\nevent: "]),
+    st.sampled_from([b"ping", b"error", b"content_block_delta", b"\xff", b"x\rdata: {}"]),
+    st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    st.one_of(
+        st.dictionaries(st.sampled_from(["type", "index"]), st.sampled_from(["ping", 1, "é"])),
+        st.just({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "\n"}}),
+    ).map(orjson.dumps),
+    st.sampled_from([b"\n\n", b"\r\n\r\n", b"\n", b"\ndata: more\n\n"]),
+)
+def test_the_fast_parse_agrees_with_the_sse_decoder(
+    head: bytes, name: bytes, eol: bytes, data: bytes, end: bytes
+) -> None:
+    """Events in Anthropic's own shape skip the general SSE decoder with the same result."""
+    raw = head + name + eol + b"data: " + data + end
+    sse = parse_event(raw)
+    expected = None
+    if sse is not None and sse.is_valid and sse.data:
+        try:
+            obj = orjson.loads(sse.data)
+        except orjson.JSONDecodeError:
+            obj = None
+        if type(obj) is dict and (sse.event == "error" or obj.get("type") == "error"):
+            expected = MessagesEvent("error", obj)
+        elif type(obj) is dict and type(obj.get("type")) is str:
+            expected = MessagesEvent(obj["type"], obj)
+    assert parse_messages_event(raw) == expected
