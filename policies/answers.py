@@ -18,8 +18,9 @@ The promise::
     non-streaming         a JSON object (whatever the Content-Type label says) with no
                           truthy ``error`` member and, where the endpoint is known, its
                           list: ``choices`` (chat, completions), ``data`` (embeddings),
-                          ``output`` (responses). An event stream is a broken promise: the
-                          client asked for one JSON document.
+                          ``output`` (responses), ``content`` (Anthropic messages). An
+                          event stream is a broken promise: the client asked for one JSON
+                          document.
 
 ``check_body`` parses the body once (orjson) and hands back its ``usage`` so the shell never
 parses it twice.
@@ -63,6 +64,7 @@ _PROMISED_LIST: Mapping[str, str] = MappingProxyType(
         "/completions": "choices",
         "/embeddings": "data",
         "/responses": "output",
+        "/messages": "content",
     }
 )
 

@@ -19,6 +19,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from policies.translate.paths import Api
+
 from .errors import SUB_PATH_CTX
 from .model_names import ModelMatcher, ModelSpec
 from .secret import OptionalSecret, Secret
@@ -128,10 +130,14 @@ class TargetTimeouts(Section):
 
 
 class Target(Section):
-    """An OpenAI-compatible upstream endpoint and how sidestep may use it."""
+    """An upstream endpoint and how sidestep may use it."""
 
     id: TargetId
     base_url: BaseUrl
+    api: Api = Api.OPENAI
+    """What the endpoint speaks: ``openai`` (OpenAI-compatible) or ``anthropic`` (the
+    Messages API, native: ``x-api-key``, prompt caching, thinking). Requests in another
+    protocol are translated (``policies.translate``)."""
     api_key: OptionalSecret = None
     api_keys: tuple[Secret, ...] | None = None
     """Several keys for the same endpoint; each is its own lane (limits, cooldown)."""
@@ -144,6 +150,10 @@ class Target(Section):
     capabilities: Annotated[tuple[Capability, ...], AfterValidator(_dedupe)] = tuple(Capability)
     context_window: PositiveInt | None = None
     """Tokens; ``None`` when unknown."""
+    max_output_tokens: PositiveInt | None = None
+    """The most output tokens the target's models take: a request asking for more (Claude
+    Code asks for 32,000 to 64,000) is capped to this, since many OpenAI-compatible providers
+    refuse a larger ``max_tokens`` outright."""
     prefill: bool = False
     """Whether the upstream continues a trailing assistant message (used to resume)."""
     prefill_models: dict[Annotated[StrictStr, StringConstraints(min_length=1)], bool] = Field(
@@ -224,6 +234,13 @@ class Target(Section):
             if fnmatchcase(upstream_model, pattern):
                 return value
         return self.prefill
+
+    def url(self, path: str) -> str:
+        """The upstream URL of an API path such as ``/chat/completions``. An ``anthropic``
+        target's base URL may omit the version (``https://api.anthropic.com``)."""
+        if self.api is Api.ANTHROPIC and not self.base_url.endswith("/v1"):
+            return self.base_url + "/v1" + path
+        return self.base_url + path
 
     def listed_models(self) -> tuple[str, ...]:
         """Literal client-facing names (list entries or mapping keys), patterns excluded."""

@@ -1,8 +1,9 @@
 """Zero-config: a ``Config`` built from provider keys in the environment.
 
 Running ``sidestep`` with no ``--config`` serves every provider whose key is set, most
-preferred first: Anthropic, OpenAI, OpenRouter, Gemini, Groq, then a local Ollama when
-``OLLAMA_HOST`` is set. Blank variables count as unset.
+preferred first: Anthropic (native Messages API), OpenAI, OpenRouter, Gemini, Groq, then a
+local Ollama when ``OLLAMA_HOST`` is set. Blank variables count as unset. Gemini, Groq and
+Ollama serve Responses clients through chat completions.
 """
 
 from __future__ import annotations
@@ -33,22 +34,24 @@ class _Provider:
     extra: Mapping[str, object] = field(default_factory=dict)
 
 
+_CHAT_ONLY = (Capability.CHAT, Capability.STREAMING, Capability.TOOLS, Capability.VISION)
+_NO_RESPONSES = (*_CHAT_ONLY, Capability.COMPLETIONS, Capability.EMBEDDINGS)
+"""Providers whose OpenAI-compatible API has no ``/v1/responses``: Responses clients are
+served through chat completions (``policies.translate.responses_chat``)."""
+
 PROVIDERS = (
     _Provider(
         "anthropic",
         ("ANTHROPIC_API_KEY",),
-        "https://api.anthropic.com/v1",
+        "https://api.anthropic.com",
         ("claude-*",),
         60,
-        # Anthropic's OpenAI-compatible surface is chat completions only.
+        # Native Messages API: prompt caching, thinking and the native rate-limit headers;
+        # OpenAI clients are translated (policies.translate).
         {
+            "api": "anthropic",
             "prefill": True,
-            "capabilities": [
-                Capability.CHAT,
-                Capability.STREAMING,
-                Capability.TOOLS,
-                Capability.VISION,
-            ],
+            "capabilities": _CHAT_ONLY,
         },
     ),
     _Provider(
@@ -65,8 +68,16 @@ PROVIDERS = (
         "https://generativelanguage.googleapis.com/v1beta/openai",
         ("gemini-*", "text-embedding-004", "gemini-embedding-*"),
         30,
+        {"capabilities": _NO_RESPONSES},
     ),
-    _Provider("groq", ("GROQ_API_KEY",), "https://api.groq.com/openai/v1", ("*",), 20),
+    _Provider(
+        "groq",
+        ("GROQ_API_KEY",),
+        "https://api.groq.com/openai/v1",
+        ("*",),
+        20,
+        {"capabilities": _NO_RESPONSES},
+    ),
 )
 OLLAMA_PRIORITY = 10
 ENV_NAMES = (*(name for p in PROVIDERS for name in p.env), "OLLAMA_HOST")
@@ -96,6 +107,7 @@ def config_from_env(environ: Mapping[str, str]) -> Config:
             "base_url": ollama_base_url(host),
             "models": ("*",),
             "priority": OLLAMA_PRIORITY,
+            "capabilities": _NO_RESPONSES,
         }
         targets.append(_target("OLLAMA_HOST", spec))
     if not targets:

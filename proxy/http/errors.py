@@ -1,4 +1,6 @@
-"""Errors sidestep itself produces, always in the OpenAI shape.
+"""Errors sidestep itself produces, in the OpenAI shape (the Messages API's routes rewrite
+them into Anthropic's: ``proxy.http.middleware.error_shapes``), and each protocol's in-band
+stream error event.
 
 ``{"error": {"message": str, "type": str, "param": str | None, "code": str | None}}`` with the
 status an OpenAI SDK maps to the right exception class (400 BadRequestError, 401
@@ -11,6 +13,8 @@ from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
+
+from policies.translate.anthropic_errors import error_object
 
 JSON = "application/json"
 
@@ -52,6 +56,13 @@ def responses_error_frame(message: str, code: str) -> bytes:
     """The Responses API's in-band ``error`` event (the SDK yields it as a
     ``ResponseErrorEvent``)."""
     frame = orjson.dumps({"type": "error", "code": code, "message": message, "param": None})
+    return b"event: error\ndata: " + frame + b"\n\n"
+
+
+def messages_error_frame(message: str, status: int = 529) -> bytes:
+    """The Anthropic Messages API's in-band ``error`` event (the Anthropic SDK raises it as
+    the ``APIStatusError`` for ``status``'s error type; 529 is ``overloaded_error``)."""
+    frame = orjson.dumps(error_object(status, message))
     return b"event: error\ndata: " + frame + b"\n\n"
 
 

@@ -1,7 +1,8 @@
 """Reading and validating what a client sent, before any upstream is involved.
 
 Produces a ``ClientRequest``: the raw body (forwarded byte-for-byte unless the model name must
-be mapped), the few fields sidestep routes on, and the capabilities the request needs.
+be mapped), the few fields sidestep routes on, and the capabilities the request needs (read
+per protocol by ``policies.features``).
 Bad input becomes a ``ClientRequestError`` in the OpenAI shape; nothing here can crash.
 """
 
@@ -16,6 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import StreamReader, web
 
+from policies.features import read_features
+from policies.translate.paths import Wire
 from proxy.http.body_budget import BodyHold
 from proxy.http.errors import ClientRequestError
 
@@ -96,6 +99,7 @@ async def read_client_request(
             400, "'model' must be a string", param="model", code="invalid_type"
         )
     stream = obj.get("stream") is True
+    features = read_features(Wire(endpoint.value), obj, stream)
     return ClientRequest(
         request_id=new_request_id(),
         endpoint=endpoint,
@@ -103,10 +107,10 @@ async def read_client_request(
         obj=obj,
         model=model,
         stream=stream,
-        needs=_needs(endpoint, obj, stream),
+        needs=features.needs,
         session=request.headers.get(session_header) or None,
         prompt_chars=len(body),
-        max_output_tokens=_max_output_tokens(obj),
+        max_output_tokens=features.max_output_tokens,
     )
 
 
@@ -178,36 +182,3 @@ def _json_kind(value: object) -> str:
     if isinstance(value, str):
         return "a string"
     return "an array"
-
-
-def _needs(endpoint: Endpoint, obj: dict[str, Any], stream: bool) -> frozenset[str]:
-    # an Anthropic Messages request can go to any chat target (natively or translated)
-    needs = {"chat" if endpoint is Endpoint.MESSAGES else endpoint.value}
-    if stream:
-        needs.add("streaming")
-    if obj.get("tools") or obj.get("functions"):
-        needs.add("tools")
-    if endpoint is Endpoint.CHAT and _has_image(obj.get("messages")):
-        needs.add("vision")
-    return frozenset(needs)
-
-
-def _has_image(messages: object) -> bool:
-    if not isinstance(messages, list):
-        return False
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list) and any(
-            isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
-            for part in content
-        ):
-            return True
-    return False
-
-
-def _max_output_tokens(obj: dict[str, Any]) -> int | None:
-    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-        value = obj.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None

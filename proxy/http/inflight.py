@@ -27,7 +27,12 @@ from enum import Enum
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from proxy.http.errors import error_response, responses_error_frame, stream_error_frame
+from proxy.http.errors import (
+    error_response,
+    messages_error_frame,
+    responses_error_frame,
+    stream_error_frame,
+)
 from proxy.http.inbound import Endpoint
 
 log = logging.getLogger("sidestep")
@@ -184,13 +189,15 @@ async def _answer_cut(entry: Entry, body_timeout_s: Callable[[], float]) -> web.
         resp.force_close()
         return resp
     if _is_stream(out):
-        await _end_stream(out, request.path == "/v1" + Endpoint.RESPONSES.path)
+        await _end_stream(out, request.path)
     return out  # a prepared plain response: aiohttp writes its body
 
 
-async def _end_stream(out: web.StreamResponse, responses_api: bool) -> None:
-    if responses_api:
+async def _end_stream(out: web.StreamResponse, path: str) -> None:
+    if path == "/v1" + Endpoint.RESPONSES.path:
         frame = responses_error_frame(SHUTDOWN_MESSAGE, "shutting_down")
+    elif path == "/v1" + Endpoint.MESSAGES.path:
+        frame = messages_error_frame(SHUTDOWN_MESSAGE)
     else:
         frame = stream_error_frame(SHUTDOWN_MESSAGE, "server_error", code="shutting_down")
     try:

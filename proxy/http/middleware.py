@@ -1,4 +1,5 @@
-"""Middlewares: every error leaves in the OpenAI shape; client keys are checked on /v1."""
+"""Middlewares: every error leaves in its client's shape — Anthropic's on the Messages API,
+OpenAI's everywhere else; client keys are checked on /v1."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+import orjson
 from aiohttp import web
 
+from policies.translate.anthropic_errors import from_openai
 from proxy.http.errors import ClientRequestError, error_response
 
 log = logging.getLogger("sidestep")
@@ -15,7 +18,39 @@ log = logging.getLogger("sidestep")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+ANTHROPIC_PATHS = "/v1/messages"
+"""The Anthropic Messages API's routes (``/v1/messages``, ``…/count_tokens``): errors there
+are Anthropic-shaped, whoever raised them."""
+
+
 @web.middleware
+async def error_shapes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error in its client's shape (see ``openai_errors``); on the Anthropic routes an
+    OpenAI-shaped error — sidestep's own or a translated target's — is rewritten into
+    Anthropic's (``policies.translate.anthropic_errors``)."""
+    response = await openai_errors(request, handler)
+    if response.status >= 400 and request.path.startswith(ANTHROPIC_PATHS):
+        return anthropic_shaped(response)
+    return response
+
+
+def anthropic_shaped(response: web.StreamResponse) -> web.StreamResponse:
+    """``response`` with an OpenAI-shaped JSON error body in Anthropic's shape (a body that
+    is already Anthropic's, or not JSON, is left as it is)."""
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        return response
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return response
+    if isinstance(body, dict) and body.get("type") == "error":
+        return response
+    shaped = from_openai(response.status, body)
+    if shaped is not None:
+        response.body = orjson.dumps(shaped)
+    return response
+
+
 async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render ``ClientRequestError`` and aiohttp's HTTP errors as OpenAI errors; an unexpected
     exception becomes a logged 500 instead of a dropped connection."""

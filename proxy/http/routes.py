@@ -12,6 +12,7 @@ from aiohttp import web
 from policies.breaker import Breaker
 from policies.routing import LaneView, RequestFeatures, choose
 from proxy.http.body_budget import BODY_BUDGET
+from proxy.http.count_tokens import count_tokens
 from proxy.http.inbound import Endpoint, read_client_request
 from proxy.lifecycle.loop import serve
 from proxy.lifecycle.run import Run
@@ -50,6 +51,11 @@ async def list_models(request: web.Request) -> web.Response:
         for name in gw.config.listed_models()
     ]
     return _json({"object": "list", "data": data})
+
+
+async def root(request: web.Request) -> web.Response:
+    """``GET``/``HEAD /``: Claude Code checks that its base URL answers before it starts."""
+    return _json({"service": "sidestep", "status": "ok"})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -102,6 +108,8 @@ def _readiness_lanes(gw: Gateway, now: float) -> list[LaneView]:
 def add_routes(app: web.Application) -> None:
     for endpoint in Endpoint:
         app.router.add_post("/v1" + endpoint.path, proxy_handler(endpoint))
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    app.router.add_get("/", root)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -32,6 +32,7 @@ from proxy.state.fleet import Lease
 from proxy.upstream.client import UpstreamRequest, UpstreamResponse
 from proxy.upstream.failures import UpstreamFailure
 from proxy.upstream.headers import upstream_headers
+from proxy.wire.outgoing import Outgoing
 
 ERROR_BODY_LIMIT = 64 * 1024
 
@@ -74,16 +75,16 @@ class Opened:
             _release(self._run, self.lease)
 
 
-def upstream_request(run: Run, view: LaneView, body: bytes, stream: bool) -> UpstreamRequest:
+def upstream_request(run: Run, view: LaneView, sent: Outgoing, stream: bool) -> UpstreamRequest:
     target = run.gw.fleet.targets[view.target_id].config
     streams = run.gw.config.streams
     timeouts = target.timeouts
     key = target.keys[view.key_index]
     return UpstreamRequest(
         target_id=target.id,
-        url=target.base_url + run.creq.endpoint.path,
-        headers=upstream_headers(run.http.headers, key, target.headers),
-        body=body,
+        url=sent.url,
+        headers=upstream_headers(run.http.headers, key, target.headers, sent.api),
+        body=sent.body,
         connect_timeout_s=timeouts.connect_s or streams.connect_timeout_s,
         # a non-streaming answer's headers arrive with its whole body: minutes are normal
         first_byte_timeout_s=(timeouts.first_byte_s or streams.first_byte_timeout_s)
@@ -95,9 +96,10 @@ def upstream_request(run: Run, view: LaneView, body: bytes, stream: bool) -> Ups
 
 
 async def open_attempt(
-    run: Run, view: LaneView, body: bytes, stream: bool, claim: Claim | None = None
+    run: Run, view: LaneView, sent: Outgoing, stream: bool, claim: Claim | None = None
 ) -> Opened | Failed | None:
-    """Send ``body`` to ``view``'s lane; None when the lane's breaker refused the lease
+    """Send ``sent`` to ``view``'s lane (an answer in another protocol is read back in the
+    client's, ``proxy.wire``); None when the lane's breaker refused the lease
     after the decision (a race: choose again). A stream is held until its first token
     (``proxy.lifecycle.first_token``); ``claim`` is set when the attempt races a hedge."""
     gw = run.gw
@@ -105,7 +107,7 @@ async def open_attempt(
     lease = gw.fleet.lease(view, run.tokens, started)
     if lease is None:
         return None
-    opening = gw.require_upstream().open(upstream_request(run, view, body, stream))
+    opening = gw.require_upstream().open(upstream_request(run, view, sent, stream))
     opened = False
     try:
         resp = await opening.__aenter__()
@@ -117,7 +119,7 @@ async def open_attempt(
             _observe_hints(run, lease, resp)
             form, problem = answer_form(resp.headers.get("Content-Type", ""), stream)
             if form is AnswerForm.EVENT_STREAM:
-                primed = await first_token(run, lease, resp, started, claim)
+                primed = await first_token(run, lease, sent.response(resp), started, claim)
                 if primed is not None:
                     gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
                     return Opened(lease, primed, None, ttfb_s, opening, run)
@@ -128,10 +130,10 @@ async def open_attempt(
                     detail="no first token within the first-token timeout",
                 )
             else:
-                raw, check = await _judge(run, resp, problem)
+                raw, check = await _judge(resp, problem, sent.path)
                 if check.problem is None:
                     gw.fleet.succeeded(lease, ttfb_s, gw.clock.monotonic())
-                    answer = JsonAnswer(raw, check.usage)
+                    answer = JsonAnswer(sent.answer(raw), check.usage)
                     latency_s = gw.clock.monotonic() - started
                     return Opened(lease, resp, answer, latency_s, opening, run)
                 outcome = _broken_promise(resp, raw, check.problem)
@@ -223,14 +225,14 @@ def _location_host(headers: Mapping[str, str]) -> str:
 
 
 async def _judge(
-    run: Run, resp: UpstreamResponse, problem: Problem | None
+    resp: UpstreamResponse, problem: Problem | None, path: str
 ) -> tuple[bytes, BodyCheck]:
     """The body of a 2xx that is not an event stream, and whether it keeps the promise (a
     broken form is only sampled, for the message)."""
     if problem is not None:
         return await _read_prefix(resp), BodyCheck(problem)
     body = await resp.read()
-    return body, check_body(body, run.creq.endpoint.path)
+    return body, check_body(body, path)
 
 
 def _broken_promise(resp: UpstreamResponse, body: bytes, problem: Problem) -> UpstreamOutcome:

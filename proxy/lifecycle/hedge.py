@@ -23,6 +23,7 @@ from proxy.lifecycle.attempt import Failed, Opened, open_attempt
 from proxy.lifecycle.first_token import Claim
 from proxy.lifecycle.run import Run
 from proxy.observe.events import HedgeStarted, HedgeWon
+from proxy.wire.outgoing import Outgoing
 
 Result = Opened | Failed | None
 
@@ -48,12 +49,12 @@ def hedge_after_s(run: Run, lane: LaneView) -> float | None:
 
 
 async def hedged_attempt(
-    run: Run, lane: LaneView, hedge: LaneView, body: bytes, hedge_body: bytes, after_s: float
+    run: Run, lane: LaneView, hedge: LaneView, sent: Outgoing, twin: Outgoing, after_s: float
 ) -> Raced:
     """One attempt on ``lane``, with ``hedge`` started after ``after_s`` without a token."""
     clock = run.gw.clock
     claim = Claim()
-    primary = asyncio.create_task(open_attempt(run, lane, body, True, claim))
+    primary = asyncio.create_task(open_attempt(run, lane, sent, True, claim))
     tasks: dict[asyncio.Task[Result], LaneView] = {primary: lane}
     try:
         timer = asyncio.ensure_future(clock.wait_until(clock.monotonic() + after_s))
@@ -68,7 +69,7 @@ async def hedged_attempt(
         now = clock.monotonic()
         event = HedgeStarted(run.creq.request_id, lane.target_id, hedge.target_id, after_s, now)
         run.gw.events.emit(event)
-        tasks[asyncio.create_task(open_attempt(run, hedge, hedge_body, True, claim))] = hedge
+        tasks[asyncio.create_task(open_attempt(run, hedge, twin, True, claim))] = hedge
         raced = await _race(run, tasks, claim)
         raced.hedged = True
         return raced

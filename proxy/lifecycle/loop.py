@@ -34,6 +34,7 @@ from proxy.observe.events import AdmissionRejected, FailedOver, StreamResumed
 from proxy.state.admission import Rejected
 from proxy.state.fleet import Lease
 from proxy.upstream.headers import client_headers
+from proxy.wire.outgoing import Outgoing, outgoing
 
 log = logging.getLogger("sidestep")
 
@@ -140,19 +141,32 @@ class Driver:
 
     async def _attempt(self, command: lc.Attempt) -> lc.Event:
         run, lane, leg = self.run, command.lane, command.leg
-        model = lane.upstream_model or run.creq.model
-        if leg is None:
-            body, stream = run.creq.body_for(model), run.creq.stream
-        else:
+        body = None
+        if leg is not None:
             assert self.codec is not None, "a continuation follows a served segment"
-            body, stream = self.codec.continuation_body(model, leg.prefill), True
+            model = lane.upstream_model or run.creq.model
+            body = self.codec.continuation_body(model, leg.prefill)
+        sent = self._outgoing(lane, body)
+        if sent is None:  # a reload removed the target since it was chosen
+            return lc.LeaseRefused(lane)
+        stream = run.creq.stream or leg is not None
         after_s = hedge_after_s(run, lane) if command.hedge and leg is None else None
-        if command.hedge is None or after_s is None:
-            raced = Raced(lane, await open_attempt(run, lane, body, stream))
+        twin = self._outgoing(command.hedge) if command.hedge and after_s is not None else None
+        if command.hedge is None or twin is None or after_s is None:
+            raced = Raced(lane, await open_attempt(run, lane, sent, stream))
         else:
-            twin = run.creq.body_for(command.hedge.upstream_model or run.creq.model)
-            raced = await hedged_attempt(run, lane, command.hedge, body, twin, after_s)
+            raced = await hedged_attempt(run, lane, command.hedge, sent, twin, after_s)
         return self._attempted(raced, leg is not None and leg.prefill)
+
+    def _outgoing(self, lane: LaneView, body: bytes | None = None) -> Outgoing | None:
+        """The request for ``lane`` in its target's protocol (``body``: a continuation);
+        None when the target is gone."""
+        run = self.run
+        runtime = self.gw.fleet.targets.get(lane.target_id)
+        if runtime is None:
+            return None
+        model = lane.upstream_model or run.creq.model
+        return outgoing(run.creq, runtime.config, model, int(self.gw.clock.wall()), body)
 
     def _attempted(self, raced: Raced, prefill: bool) -> lc.Event:
         """The event for an attempt's end (with a hedge: the twin's failures ride along)."""

@@ -21,6 +21,7 @@ from policies.ratelimit import exhausted_until_s, parse_hints
 from policies.routing import LaneView, OperatorState
 from policies.settings import BreakerSettings
 from policies.taxonomy import BreakerEffect
+from policies.translate.paths import served
 from proxy.config import Target
 from proxy.observe.events import EventBus, KeyDisabled, RateLimitObserved
 from proxy.state.budget import KeyBudget
@@ -56,7 +57,8 @@ class TargetRuntime:
     def refresh(self, config: Target) -> None:
         """Take ``config`` and precompute what every routing snapshot reads from it."""
         self.config = config
-        self.capabilities = frozenset(config.capabilities)
+        # what routing matches needs against: its own, plus protocols served by translation
+        self.capabilities = served(config.api, frozenset(config.capabilities))
         self.key_range = range(len(config.keys))
         self.serves = config.matcher.upstream
 

@@ -8,23 +8,24 @@ hop-by-hop, framing and encoding headers, which aiohttp sets for the response it
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from pydantic import SecretStr
 
+from policies.translate.paths import Api
 from proxy.upstream.scrub import needs_scrub, scrub_text
 
-FORWARDED_REQUEST_HEADERS = frozenset(
+_COMMON_REQUEST_HEADERS = frozenset(
+    {"idempotency-key", "user-agent", "accept", "http-referer", "x-title"}
+)
+FORWARDED_REQUEST_HEADERS: Mapping[Api, frozenset[str]] = MappingProxyType(
     {
-        "openai-beta",
-        "idempotency-key",
-        "user-agent",
-        "accept",
-        "anthropic-version",
-        "anthropic-beta",
-        "http-referer",
-        "x-title",
+        Api.OPENAI: _COMMON_REQUEST_HEADERS | {"openai-beta"},
+        Api.ANTHROPIC: _COMMON_REQUEST_HEADERS | {"anthropic-version", "anthropic-beta"},
     }
 )
+ANTHROPIC_VERSION = "2023-06-01"
+"""Sent to an ``anthropic`` target when the client did not name a version."""
 
 DROPPED_RESPONSE_HEADERS = frozenset(
     {
@@ -48,20 +49,32 @@ DROPPED_RESPONSE_HEADERS = frozenset(
 
 
 def upstream_headers(
-    client: Mapping[str, str], key: SecretStr | None, extra: Mapping[str, str]
+    client: Mapping[str, str],
+    key: SecretStr | None,
+    extra: Mapping[str, str],
+    api: Api = Api.OPENAI,
 ) -> dict[str, str]:
-    """Headers for the upstream request: allowlisted client headers, the target's extras and
-    its own bearer key. The client's ``Authorization``/``x-api-key`` never pass, nor does any
-    header the client named in ``Connection`` (hop-by-hop, RFC 9110 §7.6.1)."""
+    """Headers for the upstream request: the client's headers allowlisted for the target's
+    ``api`` (``anthropic-beta`` reaches only an Anthropic target), the target's extras and
+    its own key — ``Authorization: Bearer`` for ``openai``, ``x-api-key`` plus an
+    ``anthropic-version`` for ``anthropic``. The client's ``Authorization``/``x-api-key``
+    never pass, nor does any header the client named in ``Connection`` (hop-by-hop, RFC 9110
+    §7.6.1)."""
     hop_by_hop = _connection_listed(client.items())
+    allowed = FORWARDED_REQUEST_HEADERS[api]
     out = {
         name: value
         for name, value in client.items()
-        if name.lower() in FORWARDED_REQUEST_HEADERS and name.lower() not in hop_by_hop
+        if (lower := name.lower()) in allowed and lower not in hop_by_hop
     }
     out.update(extra)
     out["Content-Type"] = "application/json"
-    if key is not None:
+    if api is Api.ANTHROPIC:
+        if not any(name.lower() == "anthropic-version" for name in out):
+            out["anthropic-version"] = ANTHROPIC_VERSION
+        if key is not None:
+            out["x-api-key"] = key.get_secret_value()
+    elif key is not None:
         out["Authorization"] = "Bearer " + key.get_secret_value()
     return out
 

@@ -293,7 +293,7 @@ async def test_json_content_types_are_accepted(
     assert up.seen[-1].headers["Content-Type"] == "application/json"
 
 
-@pytest.mark.parametrize("path", ["/v1/nope", "/v1/chat/completion", "/nope", "/v2/models", "/"])
+@pytest.mark.parametrize("path", ["/v1/nope", "/v1/chat/completion", "/nope", "/v2/models"])
 async def test_unknown_route_is_404_openai_shaped(
     served: tuple[Running, FakeUpstream], path: str
 ) -> None:

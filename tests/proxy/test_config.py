@@ -410,7 +410,7 @@ def test_empty_api_key_means_no_key() -> None:
 # --- zero-config -----------------------------------------------------------------------------
 
 PROVIDERS = {
-    "ANTHROPIC_API_KEY": ("anthropic", "https://api.anthropic.com/v1", ("claude-*",), 60),
+    "ANTHROPIC_API_KEY": ("anthropic", "https://api.anthropic.com", ("claude-*",), 60),
     "OPENAI_API_KEY": (
         "openai",
         "https://api.openai.com/v1",
@@ -436,6 +436,8 @@ def test_zero_config_provider(var: str, expected: tuple[str, str, tuple[str, ...
     assert (t.id, t.base_url, t.models, t.priority) == expected
     assert t.api_key is not None and t.api_key.get_secret_value() == SECRET
     assert t.prefill is (t.id == "anthropic")
+    assert t.api == ("anthropic" if t.id == "anthropic" else "openai")
+    assert ("responses" in t.capabilities) is (t.id in ("openai", "openrouter"))
     assert config.source is None
 
 
