@@ -21,6 +21,7 @@ from policies.messages_splice import Act, MessageSplice, SegmentSplice
 from policies.messages_stitch import continuation_request, messages_usage, parse_messages_event
 from policies.sse import is_comment
 from proxy.codecs.chat_stitch import provenance
+from proxy.http.errors import messages_error_frame
 from proxy.lifecycle.record import SegmentRecord
 from proxy.lifecycle.relay import Inspector, SegmentResult, Verdict
 from proxy.lifecycle.run import Run
@@ -109,19 +110,14 @@ class MessagesStitch:
 
     async def fail(self, reason: str) -> None:
         self._account()
-        # overloaded_error: the upstreams could not finish it now, worth a retry later;
-        # api_error: this request's stream is never resumed (resume is off)
-        kind = "overloaded_error" if self.resumable else "api_error"
+        # 529 overloaded_error: the upstreams could not finish it now, worth a retry later;
+        # 500 api_error: this request's stream is never resumed (resume is off)
+        status = 529 if self.resumable else 500
         message = f"the upstream stream was interrupted and could not be completed: {reason}"
-        await self.out.write(error_frame(kind, message))
+        await self.out.write(messages_error_frame(message, status))
 
     def _account(self) -> None:
         self.run.record.usage = messages_usage(self.splice.usages)
         if self.lease is not None:
             self.run.account_usage(self.lease)
 
-
-def error_frame(kind: str, message: str) -> bytes:
-    """An Anthropic in-band error event; the SDK raises it as its own ``APIStatusError``."""
-    body = {"type": "error", "error": {"type": kind, "message": message}}
-    return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"

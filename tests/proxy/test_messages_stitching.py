@@ -45,7 +45,13 @@ async def messages_gateway(upstream: Any, gateway: Any, **sections: Any) -> tupl
     """Two Anthropic-speaking upstreams (a first, b next) that take a prefill."""
     a = await upstream("a")
     b = await upstream("b")
-    gw = await gateway([target(a, priority=10, prefill=True), target(b, prefill=True)], **sections)
+    gw = await gateway(
+        [
+            target(a, api="anthropic", priority=10, prefill=True),
+            target(b, api="anthropic", prefill=True),
+        ],
+        **sections,
+    )
     return a, b, gw
 
 
@@ -210,7 +216,9 @@ async def test_a_target_without_prefill_continues_by_instruction(
     (thinking off); the SDK still reads one message."""
     a = await upstream("a")
     b = await upstream("b")
-    gw = await gateway([target(a, priority=10, prefill=True), target(b)])
+    gw = await gateway(
+        [target(a, api="anthropic", priority=10, prefill=True), target(b, api="anthropic")]
+    )
     first = frames_of(thinking("Plan."), text(SENTENCE))
     cut = cut_at(first, "over t")
     a.queue(Reply(frames=first, cut_after=cut))
@@ -232,7 +240,7 @@ async def test_a_tool_call_already_sent_is_never_continued_by_instruction(
     no target that takes one, the stream ends in an Anthropic error, not a second call."""
     a = await upstream("a")
     b = await upstream("b")
-    gw = await gateway([target(a, priority=10), target(b)])
+    gw = await gateway([target(a, api="anthropic", priority=10), target(b, api="anthropic")])
     first = frames_of(CALL, text("Now the second file."), tool("toolu_2", "Edit", {"p": 2}))
     a.queue(Reply(frames=first, cut_after=cut_at(first, "second")))
     with pytest.raises(anthropic.APIStatusError) as caught:
