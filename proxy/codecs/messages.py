@@ -120,4 +120,3 @@ class MessagesStitch:
         self.run.record.usage = messages_usage(self.splice.usages)
         if self.lease is not None:
             self.run.account_usage(self.lease)
-
