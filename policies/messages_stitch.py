@@ -225,7 +225,10 @@ def _without_thinking(body: dict[str, Any]) -> None:
     edits = management.get("edits") if isinstance(management, dict) else None
     if isinstance(management, dict) and isinstance(edits, list):
         kept = [e for e in edits if not _thinking_edit(e)]
-        body["context_management"] = {**management, "edits": kept}
+        if kept or len(management) > 1:
+            body["context_management"] = {**management, "edits": kept}
+        else:
+            del body["context_management"]  # nothing left to manage
 
 
 def _thinking_edit(edit: object) -> bool:

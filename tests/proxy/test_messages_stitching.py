@@ -10,9 +10,10 @@ import anthropic
 import orjson
 import pytest
 
+from tests.agents import CLAUDE_CODE_HEADERS, claude_code_request
 from tests.conftest import target
 from tests.fakes import Reply
-from tests.messages_sse import event, message_frames, text, thinking, tool
+from tests.messages_sse import assemble, event, message_frames, text, thinking, tool
 
 PROMPT = [{"role": "user", "content": "Explain the change, then edit the file."}]
 SENTENCE = "The quick brown fox jumps over the lazy dog, then naps beside the river bank."
@@ -247,3 +248,33 @@ async def test_a_tool_call_already_sent_is_never_continued_by_instruction(
         await final_message(gw)
     assert "tool call" in caught.value.message
     assert b.calls == 0
+
+
+async def test_a_claude_code_turn_cut_mid_tool_input_completes(upstream: Any, gateway: Any) -> None:
+    """A Claude-Code-shaped turn (thinking, 24 tools, context management) cut inside its tool
+    call: the client reads thinking, text and one whole tool call; the continuation has no
+    thinking and no thinking edit, and prefills the text."""
+    a, b, gw = await messages_gateway(upstream, gateway)
+    plan = thinking("The compiler flag is missing.")
+    first = frames_of(plan, text("I'll add the flag."), CALL, stop_reason="tool_use", size=3)
+    a.queue(Reply(frames=first, cut_after=cut_at(first, "src/")))
+    b.queue(Reply(frames=frames_of(CALL, stop_reason="tool_use")))
+    headers = {**CLAUDE_CODE_HEADERS, "x-api-key": "anything"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            gw.url("/v1/messages?beta=true"), json=claude_code_request(), headers=headers
+        ) as resp,
+    ):
+        got = assemble(await resp.read())
+    assert got.ended and not got.errors
+    assert got.blocks == [plan, text("I'll add the flag."), CALL]
+    assert got.stop_reason == "tool_use"
+    continuation = b.seen[0].body
+    assert "thinking" not in continuation and "context_management" not in continuation
+    assert continuation["messages"][-1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "I'll add the flag."}],
+    }
+    assert continuation["messages"][:-1] == claude_code_request()["messages"]
+    assert continuation["tools"] == claude_code_request()["tools"]
