@@ -95,12 +95,27 @@ class MessageSplice:
         if len(self.usages) == 1 and last is not None and last.delta_raw is not None:
             return head + last.delta_raw + (last.stop_raw or MESSAGE_STOP)
         delta = last.delta if last is not None and last.delta is not None else _DEFAULT_DELTA
+        return head + self._final_delta(delta) + MESSAGE_STOP
+
+    def tool_turn_frames(self) -> bytes | None:
+        """When the client's message ends in a whole ``tool_use`` block, the end that makes
+        it a complete tool-use turn (``stop_reason: tool_use``); None otherwise. For a stream
+        that cannot be continued: a tool call the client has whole is a turn it can act on
+        (and the model goes on once it has the tool's result), where an error would throw the
+        whole turn away."""
+        if self.open_text is not None or self.transcript.last_kind() != "tool_use":
+            return None
+        delta = {**_DEFAULT_DELTA, "delta": {"stop_reason": "tool_use", "stop_sequence": None}}
+        return self._final_delta(delta) + MESSAGE_STOP
+
+    def _final_delta(self, delta: dict[str, Any]) -> bytes:
+        """``delta`` as the stream's one ``message_delta``, output tokens summed."""
         usage = delta.get("usage")
         summed = dict(usage) if isinstance(usage, dict) else {}
         summed["output_tokens"] = sum(
             n for u in self.usages if type(n := u.get("output_tokens")) is int
         )
-        return head + frame("message_delta", {**delta, "usage": summed}) + MESSAGE_STOP
+        return frame("message_delta", {**delta, "usage": summed})
 
 
 _DEFAULT_DELTA: Final[dict[str, Any]] = {

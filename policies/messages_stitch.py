@@ -142,6 +142,10 @@ class MessageTranscript:
         """Every text block's text, joined."""
         return "".join(b.joined() for b in self._blocks if b.kind == "text")
 
+    def last_kind(self) -> str | None:
+        """The type of the client's last block; None before any."""
+        return self._blocks[-1].kind if self._blocks else None
+
     def has_tool_use(self) -> bool:
         """Whether the client has a ``tool_use`` block (only a prefill can carry it on)."""
         return any(b.kind == "tool_use" for b in self._blocks)

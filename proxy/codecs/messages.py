@@ -9,7 +9,9 @@ continuation's events rewritten into the client's message. ``event: error`` is a
 interruption; ``message_stop`` ends a segment (a ``message_delta`` with its stop reason
 finishes the answer). The stream ends with one ``message_delta`` and one ``message_stop``
 (``finish``), or one Anthropic ``event: error`` the SDK raises as its own error type
-(``fail``). The continuation request is ``policies.messages_stitch.continuation_request``.
+(``fail``) — unless the message so far ends in a whole tool_use block (and resume is on):
+then it ends as that tool-use turn (``MessageSplice.tool_turn_frames``). The continuation request is
+``policies.messages_stitch.continuation_request``.
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ class MessagesStitch:
 
     async def fail(self, reason: str) -> None:
         self._account()
+        tool_turn = self.splice.tool_turn_frames() if self.resumable else None
+        if tool_turn is not None:  # a whole tool call is a turn the client can act on
+            await self.out.write(tool_turn)
+            return
         # 529 overloaded_error: the upstreams could not finish it now, worth a retry later;
         # 500 api_error: this request's stream is never resumed (resume is off)
         status = 529 if self.resumable else 500

@@ -378,3 +378,30 @@ def test_the_fast_parse_agrees_with_the_sse_decoder(
         elif type(obj) is dict and type(obj.get("type")) is str:
             expected = MessagesEvent(obj["type"], obj)
     assert parse_messages_event(raw) == expected
+
+
+def cut_first_segment(frames: list[bytes]) -> tuple[MessageSplice, bytes]:
+    """``frames`` as a first segment that was then cut: the splice, and what the client got."""
+    message, out = MessageSplice(), bytearray()
+    segment = message.segment(first=True)
+    for raw in frames:
+        parsed = parse_messages_event(raw)
+        assert parsed is not None
+        act, data = segment.feed(parsed, raw)
+        out += raw if act is Act.FORWARD else data
+    message.segment_ended(segment, interrupted=True)
+    return message, bytes(out)
+
+
+def test_a_message_ending_in_a_whole_tool_call_can_end_as_a_tool_turn() -> None:
+    """A message whose last block is a whole tool_use can end as a tool_use turn (output
+    tokens summed); one whose tool call never reached the client cannot."""
+    frames = message_frames([text("Reading."), tool("toolu_1", "Read", {"p": "a"})])
+    message, _ = cut_first_segment(frames[:-3])  # before the tool block's stop
+    assert message.tool_turn_frames() is None
+    message, out = cut_first_segment(frames[:-2])  # after it
+    end = message.tool_turn_frames()
+    assert end is not None
+    got = assemble(out + end)
+    assert got.blocks == [text("Reading."), tool("toolu_1", "Read", {"p": "a"})]
+    assert got.stop_reason == "tool_use" and got.usage["output_tokens"] >= 1

@@ -278,3 +278,21 @@ async def test_a_claude_code_turn_cut_mid_tool_input_completes(upstream: Any, ga
     }
     assert continuation["messages"][:-1] == claude_code_request()["messages"]
     assert continuation["tools"] == claude_code_request()["tools"]
+
+
+async def test_a_cut_that_cannot_continue_after_a_whole_tool_call_ends_as_a_tool_turn(
+    upstream: Any, gateway: Any
+) -> None:
+    """Cut inside a second tool call with no target that takes a prefill: the client's
+    message ends at the first, whole tool call as a tool_use turn, not in an error."""
+    a = await upstream("a")
+    b = await upstream("b")
+    gw = await gateway([target(a, api="anthropic", priority=10), target(b, api="anthropic")])
+    second = tool("toolu_2", "Edit", {"path": "src/b.py"})
+    first = frames_of(text("Two edits."), CALL, second, stop_reason="tool_use", size=4)
+    a.queue(Reply(frames=first, cut_after=cut_at(first, "src/b")))
+    message = await final_message(gw)
+    assert [b.type for b in message.content] == ["text", "tool_use"]
+    assert message.content[1].type == "tool_use" and message.content[1].input == CALL["input"]
+    assert message.stop_reason == "tool_use"
+    assert b.calls == 0
