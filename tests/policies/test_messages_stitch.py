@@ -181,10 +181,11 @@ def test_event_parsing(raw: bytes, kind: str | None) -> None:
 def model(body: dict[str, Any], full: list[Block]) -> list[Block]:
     """An ideal model: what it writes for ``body`` when the whole answer is ``full`` (a
     prefill is continued exactly; thinking only when the request has it on)."""
-    last = body["messages"][-1]
+    messages = body["messages"]
     visible = [b for b in full if b["type"] != "thinking"]
-    if last["role"] != "assistant":
+    if len(messages) == len(ORIGINAL["messages"]):  # asked again as it was
         return full if "thinking" in body else visible
+    last = messages[-1] if messages[-1]["role"] == "assistant" else messages[-2]  # instruction
     prefill = last["content"]
     for have, want in zip(prefill[:-1], visible, strict=False):
         assert have == want
@@ -198,11 +199,12 @@ def model(body: dict[str, Any], full: list[Block]) -> list[Block]:
 
 
 def splice(
-    original: dict[str, Any], full: list[Block], cuts: list[float]
+    original: dict[str, Any], full: list[Block], cuts: list[float], *, prefill: bool = True
 ) -> tuple[Received, list[dict[str, Any]]]:
     """Serve ``full`` through the splice, cutting segment n after the fraction ``cuts[n]`` of
     its events (at least one) and
-    continuing by prefill from an ideal model: what the client read, and each continuation."""
+    continuing from an ideal model by prefill (by instruction with ``prefill`` off, until the
+    client has a tool call): what the client read, and each continuation."""
     message, out, asked = MessageSplice(), bytearray(), []
     body, cuts = original, list(cuts)
     while True:
@@ -221,7 +223,10 @@ def splice(
             break
         transcript = message.transcript
         body = continuation_request(
-            original, transcript, prefill=True, produced_tokens=transcript.chars // 4
+            original,
+            transcript,
+            prefill=prefill or transcript.has_tool_use(),
+            produced_tokens=transcript.chars // 4,
         )
         asked.append(body)
     return assemble(bytes(out + message.end_frames())), asked
@@ -251,13 +256,14 @@ def answers(draw: st.DrawFn) -> list[Block]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(answers(), st.lists(st.floats(0, 0.999), max_size=3))
+@given(answers(), st.lists(st.floats(0, 0.999), max_size=3), st.booleans())
 def test_wherever_a_stream_is_cut_the_client_reads_the_same_message(
-    full: list[Block], cuts: list[float]
+    full: list[Block], cuts: list[float], prefill: bool
 ) -> None:
-    """However often and wherever the stream is cut, the client reassembles exactly the text
-    and tool input of an uncut answer, in one well-formed message."""
-    got, _ = splice(ORIGINAL, full, cuts)
+    """However often and wherever the stream is cut, continued by prefill or instruction, the
+    client reassembles exactly the text and tool input of an uncut answer, in one well-formed
+    message."""
+    got, _ = splice(ORIGINAL, full, cuts, prefill=prefill)
     assert got.ended and got.id == "msg_fake"
     assert got.visible() == [b for b in full if b["type"] != "thinking"]
     for block in got.blocks:
