@@ -12,6 +12,10 @@ Counts as the first token (``opens_answer`` is True):
   is shown, and proof the model is alive; a model that thinks silently is covered by the
   first-token timeout), legacy ``text``, or any ``finish_reason``; a chunk with ``usage`` and
   no choices; ``[DONE]``; an in-band error (``{"error": …}`` or ``event: error``).
+- Anthropic Messages: a ``content_block_delta`` (text, tool input, thinking or a signature),
+  a ``content_block_start`` of a block that arrives whole (anything but text, thinking and
+  tool_use, e.g. a server tool's result), ``message_delta``, ``message_stop``, or an
+  ``error``; not ``message_start``, ``ping``, or the start of a block still empty.
 - Responses API: any event other than ``response.created``, ``response.in_progress``,
   ``response.queued`` and ``….added`` events.
 
@@ -35,6 +39,8 @@ _ANSWER_FIELDS: Final = (
     "reasoning_content",
     "reasoning",
 )
+_MESSAGES_EMPTY_STARTS: Final = frozenset({"text", "thinking", "tool_use"})
+_MESSAGES_PREAMBLE: Final = frozenset({"message_start", "ping"})
 _RESPONSES_PREAMBLE: Final = frozenset(
     {"response.created", "response.in_progress", "response.queued"}
 )
@@ -60,6 +66,9 @@ def opens_answer(raw: bytes, *, responses: bool) -> bool:
 def _chat_opens(obj: dict[str, Any]) -> bool:
     if obj.get("error"):
         return True
+    kind = obj.get("type")
+    if type(kind) is str and "choices" not in obj:  # an Anthropic Messages event
+        return _messages_opens(obj, kind)
     choices = obj.get("choices")
     if not choices:
         return bool(obj.get("usage"))
@@ -73,6 +82,15 @@ def _choice_opens(choice: dict[str, Any]) -> bool:
         return True
     delta = choice.get("delta")
     return type(delta) is dict and any(delta.get(name) for name in _ANSWER_FIELDS)
+
+
+def _messages_opens(obj: dict[str, Any], kind: str) -> bool:
+    if kind in _MESSAGES_PREAMBLE:
+        return False
+    if kind == "content_block_start":
+        block = obj.get("content_block")
+        return type(block) is dict and block.get("type") not in _MESSAGES_EMPTY_STARTS
+    return True
 
 
 def _responses_opens(raw: bytes) -> bool:

@@ -1,6 +1,7 @@
 """Protocol codecs: everything specific to a wire protocol's stream, behind one interface
-(``base.StreamCodec``). Chat completions are stitched (``chat``, ``chat_stitch``); the
-Responses API and legacy completions are relayed whole (``responses``, ``plain``). A new
+(``base.StreamCodec``). Chat completions are stitched (``chat``, ``chat_stitch``), and so are
+Anthropic Messages streams (``messages``); the Responses API and legacy completions are
+relayed whole (``responses``, ``plain``). A new
 protocol adds a codec here and an entry in ``codec_for``/``resume_blocked``; the lifecycle does
 not change."""
 
@@ -10,14 +11,19 @@ from aiohttp import web
 
 from proxy.codecs.base import StreamCodec
 from proxy.codecs.chat_stitch import ChatStitch
+from proxy.codecs.messages import MessagesStitch
 from proxy.codecs.plain import PlainStream
 from proxy.http.inbound import Endpoint
 from proxy.lifecycle.run import Run
+
+_RESUMABLE = (Endpoint.CHAT, Endpoint.MESSAGES)
 
 
 def codec_for(run: Run, out: web.StreamResponse) -> StreamCodec:
     if run.creq.endpoint is Endpoint.CHAT:
         return ChatStitch(run, out)
+    if run.creq.endpoint is Endpoint.MESSAGES:
+        return MessagesStitch(run, out, resumable=resume_blocked(run) is None)
     return PlainStream(run, out)
 
 
@@ -29,8 +35,8 @@ def resume_blocked(run: Run) -> str | None:
     if run.http.headers.get("x-sidestep-resume", "").strip().lower() == "off":
         return "resume is off for this request (x-sidestep-resume: off)"
     n = run.creq.obj.get("n")
-    if run.creq.endpoint is not Endpoint.CHAT or (type(n) is int and n > 1):
-        return "only single-choice chat streams can be resumed"
+    if run.creq.endpoint not in _RESUMABLE or (type(n) is int and n > 1):
+        return "only single-choice chat and Anthropic Messages streams can be resumed"
     return None
 
 

@@ -62,3 +62,59 @@ def test_chat_first_token(raw: bytes, expected: bool) -> None:
 def test_responses_first_token(kind: str, expected: bool) -> None:
     """Responses API bookkeeping events do not count; deltas and terminal events do."""
     assert opens_answer(responses(kind), responses=True) is expected
+
+
+def messages(kind: str, **fields: object) -> bytes:
+    data = orjson.dumps({"type": kind, **fields})
+    return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (messages("message_start", message={"id": "msg_1", "usage": {"input_tokens": 3}}), False),
+        (messages("ping"), False),
+        (
+            messages("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+            False,
+        ),
+        (messages("content_block_start", index=0, content_block={"type": "thinking"}), False),
+        (messages("content_block_start", index=0, content_block={"type": "tool_use"}), False),
+        (
+            messages(
+                "content_block_start", index=1, content_block={"type": "web_search_tool_result"}
+            ),
+            True,
+        ),
+        (
+            messages("content_block_delta", index=0, delta={"type": "text_delta", "text": "Hi"}),
+            True,
+        ),
+        (
+            messages(
+                "content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": "h"}
+            ),
+            True,
+        ),
+        (
+            messages(
+                "content_block_delta",
+                index=0,
+                delta={"type": "input_json_delta", "partial_json": "{"},
+            ),
+            True,
+        ),
+        (
+            messages(
+                "message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 1}
+            ),
+            True,
+        ),
+        (messages("message_stop"), True),
+        (messages("error", error={"type": "overloaded_error", "message": "Overloaded"}), True),
+    ],
+)
+def test_messages_first_token(raw: bytes, expected: bool) -> None:
+    """Anthropic's message_start, ping and empty block starts do not count; a text, thinking
+    or tool-input delta, the message's end or an error does."""
+    assert opens_answer(raw, responses=False) is expected
