@@ -22,6 +22,10 @@ class StreamCodec(Protocol):
     def in_tool_call(self) -> bool:
         """Whether the answer so far stops inside a tool call."""
 
+    @property
+    def resume_refused(self) -> str | None:
+        """Why the answer so far cannot be continued at all (None: it can)."""
+
     def continuation_body(self, model: str, prefill: bool) -> bytes:
         """The request that continues the answer so far on ``model``."""
 

@@ -1,0 +1,244 @@
+"""What a Responses API stream has confirmed to its client, and what a continuation needs.
+
+``ResponseTranscript`` records the client's view of one ``/v1/responses`` stream, one event
+at a time in O(1): the first ``response`` object, and the output items by ``output_index`` —
+message items with their ``output_text`` pieces per ``content_index``, function calls with
+their argument pieces, reasoning and other items as the upstream completed them.
+
+From it come the stitched stream's ``response.output`` (``ResponseTranscript.output``),
+whether a cut stream may be continued at all (``resume_refusal``) and the request that
+continues it (``continuation_request``). Splicing the continuation's events into the client's
+stream is ``policies.responses_stitch``. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from policies.stitch import CONTINUE_INSTRUCTION
+
+MESSAGE: Final = "message"
+REASONING: Final = "reasoning"
+FUNCTION_CALL: Final = "function_call"
+
+
+@dataclass(slots=True)
+class OutputItem:
+    """One output item as the client has it: ``item`` as added (then as completed), the text
+    of each content part (pieces, joined on demand) and the function call's arguments."""
+
+    index: int
+    item: dict[str, Any]
+    done: bool = False
+    parts: dict[int, list[str]] = field(default_factory=dict)
+    closed: set[int] = field(default_factory=set)  # content parts whose text is done
+    arguments: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        kind = self.item.get("type")
+        return kind if isinstance(kind, str) else ""
+
+    @property
+    def id(self) -> str:
+        value = self.item.get("id")
+        return value if isinstance(value, str) else ""
+
+    def text(self, content_index: int) -> str:
+        """The whole text of one content part (joined once, then cached)."""
+        pieces = self.parts.get(content_index)
+        if not pieces:
+            return ""
+        if len(pieces) > 1:
+            pieces[:] = ["".join(pieces)]
+        return pieces[0]
+
+    def open_part(self) -> int | None:
+        """The content index of the message's last part while its text still streams."""
+        if self.done or self.kind != MESSAGE or not self.parts:
+            return None
+        last = max(self.parts)
+        return None if last in self.closed else last
+
+    def final(self) -> dict[str, Any]:
+        """The item for ``response.output``: its completed form with the text the client saw
+        (a continued message's pieces joined), or, still open, what it had so far."""
+        item = dict(self.item)
+        if self.kind == MESSAGE:
+            content = item.get("content")
+            parts = list(content) if isinstance(content, list) else []
+            for index in sorted(self.parts):
+                part = {"type": "output_text", "text": "", "annotations": []}
+                if index < len(parts) and isinstance(parts[index], Mapping):
+                    part = dict(parts[index])
+                if part.get("type") == "output_text":  # a refusal part keeps its own field
+                    part["text"] = self.text(index)
+                parts[index : index + 1] = [part]
+            item["content"] = parts
+        elif self.kind == FUNCTION_CALL and self.arguments:
+            item["arguments"] = "".join(self.arguments)
+        if not self.done:
+            item["status"] = "incomplete"
+        return item
+
+
+class ResponseTranscript:
+    """The client's view of one Responses stream (see the module docstring). ``record``
+    takes each event as the client receives it; ``chars`` counts text and argument
+    characters received (about 4 a token)."""
+
+    __slots__ = ("chars", "items", "response")
+
+    def __init__(self) -> None:
+        self.response: dict[str, Any] | None = None
+        self.items: dict[int, OutputItem] = {}
+        self.chars = 0
+
+    @property
+    def next_index(self) -> int:
+        """The output index a new item gets."""
+        return max(self.items) + 1 if self.items else 0
+
+    def record(self, obj: Mapping[str, Any]) -> None:
+        """Take one event the client receives; events it does not know are ignored."""
+        kind = obj.get("type")
+        index = obj.get("output_index")
+        if kind == "response.output_text.delta":  # the bulk of a stream first
+            delta = obj.get("delta")
+            item = self.items.get(index) if type(index) is int else None
+            part = obj.get("content_index", 0)
+            if item is not None and isinstance(delta, str) and type(part) is int:
+                item.parts.setdefault(part, []).append(delta)
+                self.chars += len(delta)
+            return
+        if kind == "response.function_call_arguments.delta":
+            delta = obj.get("delta")
+            item = self.items.get(index) if type(index) is int else None
+            if item is not None and isinstance(delta, str):
+                item.arguments.append(delta)
+                self.chars += len(delta)
+            return
+        if kind == "response.created" and self.response is None:
+            response = obj.get("response")
+            self.response = dict(response) if isinstance(response, Mapping) else {}
+            return
+        if type(index) is int:
+            self._record_item(kind, index, obj)
+
+    def _record_item(self, kind: object, index: int, obj: Mapping[str, Any]) -> None:
+        raw = obj.get("item")
+        if kind == "response.output_item.added" and isinstance(raw, Mapping):
+            self.items[index] = OutputItem(index, dict(raw))
+            return
+        item = self.items.get(index)
+        if item is None:
+            return
+        part = obj.get("content_index", 0)
+        if kind == "response.output_item.done" and isinstance(raw, Mapping):
+            item.item, item.done = dict(raw), True
+        elif type(part) is not int:
+            return
+        elif kind == "response.content_part.added":
+            content = obj.get("part")
+            text = content.get("text") if isinstance(content, Mapping) else None
+            item.parts[part] = [text] if isinstance(text, str) and text else []
+        elif kind == "response.output_text.done" and isinstance(obj.get("text"), str):
+            item.parts[part] = [obj["text"]]
+            item.closed.add(part)
+        elif kind == "response.content_part.done":
+            item.closed.add(part)
+        elif kind == "response.function_call_arguments.done":
+            arguments = obj.get("arguments")
+            if isinstance(arguments, str):
+                item.arguments = [arguments]
+
+    def ordered(self) -> list[OutputItem]:
+        return [self.items[index] for index in sorted(self.items)]
+
+    def output(self) -> list[dict[str, Any]]:
+        """``response.output``: every item in output order, in its final form."""
+        return [item.final() for item in self.ordered()]
+
+    def open_message(self) -> OutputItem | None:
+        """The last item when it is a message whose text was still streaming."""
+        items = self.items
+        last = items[max(items)] if items else None
+        return last if last is not None and last.open_part() is not None else None
+
+
+def resume_refusal(transcript: ResponseTranscript) -> str | None:
+    """Why the output so far cannot be continued by another request; None when it can.
+
+    Refused: a cut inside a reasoning item (its encrypted content never came); reasoning
+    with ``encrypted_content`` (only the target that made it can read it, and a response
+    mixing targets' reasoning breaks the client's next turn); a completed tool call or
+    other non-message item (a continuation would need its result first)."""
+    for item in transcript.ordered():
+        kind = item.kind
+        if kind == REASONING:
+            if not item.done:
+                return "cut inside a reasoning item"
+            if item.item.get("encrypted_content"):
+                return "the output so far holds encrypted reasoning only its target can read"
+        elif kind != MESSAGE and item.done:
+            return f"the output so far holds a completed {kind or 'item'} a continuation cannot see"
+    return None
+
+
+def continuation_request(
+    original: Mapping[str, Any],
+    transcript: ResponseTranscript,
+    *,
+    prefill: bool,
+    produced_tokens: int,
+) -> dict[str, Any]:
+    """The ``/v1/responses`` body that asks a target to continue ``transcript``.
+
+    ``input`` is the original input (a string becomes one user message) followed by the
+    output so far: each message as an assistant ``message`` item with its text (a cut one
+    last), completed function calls as ``function_call`` items; reasoning is left out (its
+    encrypted content is target-specific). With ``prefill`` the trailing assistant message
+    is for the target to continue; otherwise a user message asks it to continue. With no
+    output yet the original request is asked again as it was. ``max_output_tokens`` (if
+    present) shrinks by ``produced_tokens``, to at least 1; ``stream`` is forced on and
+    ``store`` off (the client's id is the first segment's). ``original`` is not mutated.
+    """
+    body = dict(original)
+    given = original.get("input")
+    if isinstance(given, str):
+        history: list[Any] = [{"type": "message", "role": "user", "content": given}]
+    else:
+        history = list(given) if isinstance(given, list) else []
+    added = [_input_item(item) for item in transcript.ordered()]
+    output = [item for item in added if item is not None]
+    if output:
+        history += output
+        if not prefill:
+            instruction = [{"type": "input_text", "text": CONTINUE_INSTRUCTION}]
+            history.append({"type": "message", "role": "user", "content": instruction})
+    body["input"] = history
+    limit = original.get("max_output_tokens")
+    if type(limit) is int:
+        body["max_output_tokens"] = max(1, limit - produced_tokens)
+    body["stream"] = True
+    body["store"] = False
+    return body
+
+
+def _input_item(item: OutputItem) -> dict[str, Any] | None:
+    kind = item.kind
+    if kind == MESSAGE:
+        text = "".join(item.text(index) for index in sorted(item.parts))
+        content = [{"type": "output_text", "text": text}]
+        return {"type": "message", "role": "assistant", "content": content}
+    if kind == FUNCTION_CALL and item.done:
+        final = item.final()
+        return {
+            "type": FUNCTION_CALL,
+            "call_id": final.get("call_id"),
+            "name": final.get("name"),
+            "arguments": final.get("arguments") or "",
+        }
+    return None
