@@ -20,6 +20,9 @@ from proxy.http.body_budget import BodyHold
 from proxy.http.errors import ClientRequestError
 
 WORKDIR_HEADER = "x-sidestep-workdir"
+# Headers that name the client's session when the configured one (``sessions.header``) is
+# absent, first match wins: Codex CLI sends ``session-id``.
+SESSION_FALLBACK_HEADERS = ("session-id",)
 
 
 class Endpoint(Enum):
@@ -104,10 +107,18 @@ async def read_client_request(
         model=model,
         stream=stream,
         needs=_needs(endpoint, obj, stream),
-        session=request.headers.get(session_header) or None,
+        session=_session(request, session_header),
         prompt_chars=len(body),
         max_output_tokens=_max_output_tokens(obj),
     )
+
+
+def _session(request: web.Request, session_header: str) -> str | None:
+    """The session the request names: the configured header, else a client's own."""
+    for name in (session_header, *SESSION_FALLBACK_HEADERS):
+        if value := request.headers.get(name):
+            return value
+    return None
 
 
 async def _read_body(request: web.Request, max_body_bytes: int, hold: BodyHold) -> bytes:

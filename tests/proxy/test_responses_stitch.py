@@ -99,3 +99,137 @@ async def test_the_stream_helper_returns_the_stitched_final_response(
         final = await stream.get_final_response()
     assert final.output_text == TEXT
     assert [item.type for item in final.output] == ["message"]
+
+
+def cut_partway(wire: Wire, keep: int) -> list[bytes]:
+    """The first ``keep`` frames of ``wire``, then its ``response.failed``."""
+    frames = wire.frames[:keep]
+    wire.failed()
+    return [*frames, wire.frames[-1]]
+
+
+async def test_a_stream_cut_mid_function_call_arguments_sends_the_call_once(
+    upstream: Any, gateway: Any
+) -> None:
+    """A cut inside a function call's arguments sends nothing of that call; the continuation
+    makes it afresh, so the client gets the call once with arguments that parse."""
+    first = Wire("resp_a").start().message(["Let me look."])
+    first.call("call_1", "shell", ['{"cmd":', ' ["ls", "-', 'la"]}']).completed()
+    cut = 2 + 6 + 2  # start, the whole message, the call's added event and one piece
+    second = Wire("resp_b").start().call("call_9", "shell", ['{"cmd": ["ls"]}']).completed()
+    _, b, gw = await two(
+        upstream, gateway, Reply(frames=first.frames, cut_after=cut), Reply(frames=second.frames)
+    )
+    events = await events_of(gw)
+    final = assert_one_clean_response(events)
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    call = final.output[1]
+    assert (call.call_id, call.name, call.arguments) == ("call_9", "shell", '{"cmd": ["ls"]}')
+    pieces = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    assert "".join(pieces) == call.arguments
+    assert final.output_text == "Let me look."
+    assert b.seen[0].body["input"][-2]["content"][0]["text"] == "Let me look."
+
+
+async def test_a_stream_cut_after_a_reasoning_item_without_encrypted_content_is_stitched(
+    upstream: Any, gateway: Any
+) -> None:
+    """Reasoning the client was shown (no encrypted content) stays in the response; the
+    message after it is continued elsewhere."""
+    first = Wire("resp_a").start().reasoning("Thinking it over.").message(PIECES).completed()
+    cut = 2 + 4 + 2 + 2  # start, the reasoning item, the message's head, two deltas
+    second = Wire("resp_b").start().message(PIECES[2:]).completed()
+    _, b, gw = await two(
+        upstream, gateway, Reply(frames=first.frames, cut_after=cut), Reply(frames=second.frames)
+    )
+    async with gw.openai().responses.stream(model="m", input="hi") as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+    assert_one_clean_response(events)
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert final.output[0].summary[0].text == "Thinking it over."
+    assert final.output_text == TEXT
+    assert all(item.get("type") != "reasoning" for item in b.seen[0].body["input"])
+
+
+async def test_a_cut_after_encrypted_reasoning_fails_with_sidesteps_reason(
+    upstream: Any, gateway: Any
+) -> None:
+    """Encrypted reasoning only its target can read is not continued elsewhere: the stream
+    ends with ``response.failed`` and the SDK raises sidestep's reason."""
+    first = Wire("resp_a").start().reasoning("Hmm.", encrypted="gAAAA-opaque").message(PIECES)
+    frames = first.completed().frames
+    _, b, gw = await two(
+        upstream, gateway, Reply(frames=frames, cut_after=2 + 4 + 3), Reply(frames=frames)
+    )
+    with pytest.raises(openai.APIError) as raised:
+        await events_of(gw)
+    message = str(raised.value)
+    assert "interrupted and could not be completed" in message
+    assert "encrypted reasoning" in message
+    assert raised.value.code == "stream_interrupted"
+    assert b.calls == 0
+
+
+async def test_the_stream_helper_raises_sidesteps_reason_when_resume_is_exhausted(
+    upstream: Any, gateway: Any
+) -> None:
+    """When every continuation is cut too, ``responses.stream()`` raises an APIError saying
+    why, not "Didn't receive a response.completed event"."""
+    first = Wire("resp_a").start().message(PIECES).completed()
+    second = Wire("resp_b").start().message(PIECES[2:]).completed()
+    _, _, gw = await two(
+        upstream,
+        gateway,
+        Reply(frames=first.frames, cut_after=HEAD + 2),
+        Reply(frames=second.frames, cut_after=HEAD + 1),
+        streams={"max_resumes": 1},
+    )
+    with pytest.raises(openai.APIError) as raised:
+        async with gw.openai().responses.stream(model="m", input="hi") as stream:
+            async for _ in stream:
+                pass
+    assert "gave up after 1 resume(s)" in str(raised.value)
+
+
+async def test_an_upstream_response_failed_event_is_resumed(upstream: Any, gateway: Any) -> None:
+    """A ``response.failed`` from the upstream mid-stream is an interruption like a reset:
+    the client never sees it, and the answer completes on another target."""
+    first = Wire("resp_a").start().message(PIECES)
+    second = Wire("resp_b").start().message(PIECES[2:]).completed()
+    frames = cut_partway(first, HEAD + 2)
+    _, _, gw = await two(upstream, gateway, Reply(frames=frames), Reply(frames=second.frames))
+    events = await events_of(gw)
+    final = assert_one_clean_response(events)
+    assert final.output_text == TEXT
+    assert "response.failed" not in [e.type for e in events]
+
+
+async def test_resume_off_still_ends_with_a_failed_event_the_sdk_raises(
+    upstream: Any, gateway: Any
+) -> None:
+    """``x-sidestep-resume: off`` is honoured: the cut stream is not continued and the SDK
+    raises sidestep's reason."""
+    first = Wire("resp_a").start().message(PIECES).completed()
+    _, b, gw = await two(
+        upstream, gateway, Reply(frames=first.frames, cut_after=HEAD + 2), Reply(frames=[])
+    )
+    with pytest.raises(openai.APIError) as raised:
+        await events_of(gw, extra_headers={"x-sidestep-resume": "off"})
+    assert "resume is off for this request" in str(raised.value)
+    assert b.calls == 0
+
+
+async def test_an_uncut_stream_with_a_function_call_arrives_unchanged(
+    upstream: Any, gateway: Any
+) -> None:
+    """Holding a function call until it is complete changes nothing an uncut stream's
+    client sees: the same events, numbers and final response."""
+    wire = Wire("resp_a").start().message(["Sure."]).call("call_1", "f", ['{"a":', " 1}"])
+    up = await upstream("a")
+    up.queue(Reply(frames=wire.completed().frames))
+    gw = await gateway([target(up)])
+    events = await events_of(gw)
+    final = assert_one_clean_response(events)
+    assert [e.sequence_number for e in events] == list(range(len(wire.frames)))
+    assert final.output[1].arguments == '{"a": 1}'
