@@ -174,6 +174,7 @@ class SegmentSplice:
         self.merged_from: int | None = None
         self.target: OutputItem | None = None
         self.target_part = 0
+        self.part_added = True
         self.trimmer: OverlapTrimmer | None = None
         self.opening: list[dict[str, Any]] = []
         if continuation:
@@ -187,6 +188,7 @@ class SegmentSplice:
                 self.opening += close_message(item)
         if target is not None:
             self.target = target
+            self.part_added = bool(target.parts)  # else the continuation's part opens it
             self.target_part = part = target.open_part() or 0
             text = target.text(part)
             self.trimmer = OverlapTrimmer(text[-TAIL_CHARS:], whole=text)
@@ -271,7 +273,7 @@ class SegmentSplice:
                 event["item"] = {**target.final(), "status": "completed"}
             return [event]
         if kind == "response.content_part.added":
-            return []  # the cut part is still open at the client
+            return [] if self.part_added else [event]  # the cut part is open at the client
         if kind == "response.output_text.delta":
             delta = obj.get("delta")
             text = self._trim(delta if isinstance(delta, str) else "")

@@ -162,10 +162,13 @@ class ResponseTranscript:
         return [item.final() for item in self.ordered()]
 
     def open_message(self) -> OutputItem | None:
-        """The last item when it is a message whose text was still streaming."""
+        """The last item when it is a message whose text was still streaming (or had not
+        begun: no content part yet)."""
         items = self.items
         last = items[max(items)] if items else None
-        return last if last is not None and last.open_part() is not None else None
+        if last is None or last.done or last.kind != MESSAGE:
+            return None
+        return last if not last.parts or last.open_part() is not None else None
 
 
 def resume_refusal(transcript: ResponseTranscript) -> str | None:

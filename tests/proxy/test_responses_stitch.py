@@ -57,7 +57,7 @@ async def test_a_stream_cut_mid_text_reads_as_one_response(upstream: Any, gatewa
     # the continuation repeats the cut words; the overlap is trimmed
     second = Wire("resp_b").start().message(["brown fox jumps over ", "the lazy dog."])
     second.completed(output_tokens=7, input_tokens=20)
-    a, b, gw = await two(
+    _, b, gw = await two(
         upstream, gateway, Reply(frames=first.frames, cut_after=cut), Reply(frames=second.frames)
     )
     events = await events_of(gw)
