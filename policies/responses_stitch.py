@@ -152,6 +152,8 @@ class ResponsesStream:
         seq = event.get("sequence_number")
         if keep_number and type(seq) is int and seq >= self.next_seq:
             self.next_seq = seq + 1
+        elif keep_number and type(seq) is not int:
+            pass  # an upstream that numbers nothing: nothing to keep in order
         else:
             self.renumbered |= keep_number
             event = self._numbered(event)
