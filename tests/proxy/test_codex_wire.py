@@ -11,7 +11,9 @@ import orjson
 import pytest
 
 from tests.conftest import target
+from tests.fakes import Reply
 from tests.proxy.test_audit import read_lines
+from tests.responses_wire import Wire
 
 CODEX_UPGRADE = {
     "Connection": "Upgrade",
@@ -69,3 +71,67 @@ async def test_codex_session_id_names_the_session_unless_sidesteps_header_does(
     await gw.openai().responses.create(model="m", input="hi", extra_headers=headers)
     (line,) = await read_lines(path, 1)
     assert orjson.loads(line)["session"] == session
+
+
+def codex_body() -> dict[str, Any]:
+    """A turn as Codex CLI 0.17x sends it (stack-notes §11), trimmed to the shapes that matter."""
+    return {
+        "model": "m",
+        "instructions": "You are Codex, a coding agent.",
+        "input": [
+            {
+                "type": "message",
+                "id": "msg_dev",
+                "role": "developer",
+                "content": [{"type": "input_text", "text": "<permissions>…</permissions>"}],
+            },
+            {
+                "type": "message",
+                "id": "msg_user",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "list the files"}],
+            },
+        ],
+        "tools": [
+            {"type": "function", "name": "shell", "parameters": {"type": "object"}},
+            {"type": "web_search"},
+        ],
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "reasoning": {"summary": "auto"},
+        "store": False,
+        "stream": True,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "0199-codex-thread",
+        "client_metadata": {"originator": "codex_cli_rs"},
+    }
+
+
+async def test_a_codex_turn_cut_mid_text_is_stitched_with_its_request_kept(
+    upstream: Any, gateway: Any
+) -> None:
+    """A Codex-shaped turn cut mid-text completes on another target: Codex reads one
+    ``response.completed`` with the whole text, and the continuation keeps the turn's
+    tools, include and instructions, with the partial answer after the turn's own input."""
+    first = Wire("resp_a").start().message(["I will ", "list the ", "files now."]).completed()
+    second = Wire("resp_b").start().message(["files now."]).completed()
+    a, b = await upstream("a"), await upstream("b")
+    a.queue(Reply(frames=first.frames, cut_after=6))
+    b.queue(Reply(frames=second.frames))
+    gw = await gateway([target(a, priority=10), target(b)])
+    headers = {"session-id": "0199-codex", "thread-id": "t1", "x-client-request-id": "r1"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gw.url("/v1/responses"), json=codex_body(), headers=headers) as resp,
+    ):
+        raw = await resp.read()
+    datas = [orjson.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: ")]
+    assert [d["type"] for d in datas].count("response.completed") == 1
+    final = datas[-1]["response"]
+    assert final["output"][0]["content"][0]["text"] == "I will list the files now."
+    sent = b.seen[0].body
+    original = codex_body()
+    for key in ("tools", "include", "instructions", "reasoning", "prompt_cache_key"):
+        assert sent[key] == original[key], key
+    assert sent["input"][:2] == original["input"]
+    assert sent["input"][2]["content"][0]["text"] == "I will list the "
