@@ -233,3 +233,20 @@ async def test_an_uncut_stream_with_a_function_call_arrives_unchanged(
     final = assert_one_clean_response(events)
     assert [e.sequence_number for e in events] == list(range(len(wire.frames)))
     assert final.output[1].arguments == '{"a": 1}'
+
+
+async def test_a_stalled_responses_stream_is_resumed(upstream: Any, gateway: Any) -> None:
+    """A Responses stream that stops sending mid-text (no event for idle_timeout_s, a real
+    socket read timeout) is an interruption: the answer completes on another target."""
+    first = Wire("resp_a").start().message(PIECES).completed()
+    second = Wire("resp_b").start().message(PIECES[2:]).completed()
+    _, _, gw = await two(
+        upstream,
+        gateway,
+        Reply(frames=first.frames, stall_after=HEAD + 2),
+        Reply(frames=second.frames),
+        streams={"idle_timeout_s": 1.0},
+    )
+    events = await events_of(gw)
+    final = assert_one_clean_response(events)
+    assert final.output_text == TEXT
