@@ -28,6 +28,7 @@ Whether a cut stream may be continued, and the continuation request, are
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -42,6 +43,7 @@ TERMINAL: Final = frozenset({"response.completed", "response.incomplete"})
 FAILURE: Final = frozenset({"error", "response.failed"})
 PREAMBLE: Final = frozenset({"response.created", "response.in_progress", "response.queued"})
 INTERRUPTED_CODE: Final = "stream_interrupted"
+_CODE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # an error code passed on to the client
 
 
 class Step(Enum):
@@ -55,6 +57,30 @@ class Step(Enum):
 class Fed:
     step: Step
     events: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFailure:
+    """What an upstream's ``error`` or ``response.failed`` event said: its error code (only
+    a plain identifier is kept) and message (as sent: the shell scrubs it)."""
+
+    code: str | None
+    message: str | None
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> UpstreamFailure:
+        """From ``{"type": "error", code, message}``, ``response.failed``'s
+        ``response.error`` or a ``{"error": {...}}`` frame; missing fields are None."""
+        error: object = obj
+        response = obj.get("response")
+        if isinstance(response, Mapping) and isinstance(response.get("error"), Mapping):
+            error = response["error"]
+        elif isinstance(obj.get("error"), Mapping):
+            error = obj["error"]
+        assert isinstance(error, Mapping)
+        code, message = error.get("code"), error.get("message")
+        code = code if isinstance(code, str) and _CODE.fullmatch(code) else None
+        return cls(code, message if isinstance(message, str) and message else None)
 
 
 PASS: Final = Fed(Step.PASS)
@@ -112,12 +138,14 @@ class ResponsesStream:
         events.append(self._numbered({**terminal, "response": response}))
         return events
 
-    def failed_event(self, message: str, fallback_id: str) -> dict[str, Any]:
+    def failed_event(
+        self, message: str, fallback_id: str, code: str = INTERRUPTED_CODE
+    ) -> dict[str, Any]:
         """A ``response.failed`` saying ``message``, with the output so far. It also carries a
         top-level ``error`` object: the official SDKs raise that as ``APIError(message)``,
         where a bare ``response.failed`` only leaves them without a final response."""
         base = self.transcript.response or {"id": fallback_id, "object": "response"}
-        error = {"code": INTERRUPTED_CODE, "message": message}
+        error = {"code": code, "message": message}
         response = {
             **base,
             "status": "failed",
@@ -169,6 +197,7 @@ class SegmentSplice:
         self.continuation = continuation
         self.held: dict[int, list[dict[str, Any]]] = {}
         self.terminal: dict[str, Any] | None = None
+        self.failure: UpstreamFailure | None = None  # the failure event that cut the segment
         self.finished = False
         transcript = stream.transcript
         self.start_chars = transcript.chars
@@ -200,6 +229,7 @@ class SegmentSplice:
         kind = obj.get("type")
         if type(kind) is str:
             if kind in FAILURE:
+                self.failure = UpstreamFailure.of(obj)
                 return INTERRUPTED
             if kind in TERMINAL:
                 self.terminal, self.finished = obj, True

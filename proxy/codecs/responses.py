@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from policies.responses_stitch import ResponsesStream, SegmentSplice, Step
+from policies.responses_stitch import ResponsesStream, SegmentSplice, Step, UpstreamFailure
 from policies.sse import SSEEvent, is_comment, parse_event
 from proxy.lifecycle.relay import Verdict
 
@@ -34,6 +34,7 @@ class ResponsesInspector:
             self.dropped += 1
             return Verdict.DROP
         if event.event == "error":
+            self.splice.failure = UpstreamFailure.of(obj)
             return Verdict.ERROR
         fed = self.splice.feed(obj)
         step = fed.step

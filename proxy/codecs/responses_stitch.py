@@ -14,7 +14,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from policies.responses_stitch import ResponsesStream
+from policies.responses_stitch import INTERRUPTED_CODE, ResponsesStream
 from policies.responses_transcript import continuation_request, resume_refusal
 from proxy.codecs.chat_stitch import provenance
 from proxy.codecs.responses import ResponsesInspector, frame
@@ -22,6 +22,7 @@ from proxy.lifecycle.record import SegmentRecord
 from proxy.lifecycle.relay import Inspector, SegmentResult
 from proxy.lifecycle.run import Run
 from proxy.state.fleet import Lease
+from proxy.upstream.scrub import scrub
 
 
 class ResponsesStitch:
@@ -81,9 +82,20 @@ class ResponsesStitch:
         await self.out.write(b"".join(map(frame, events)))
 
     async def fail(self, reason: str) -> None:
+        """End with ``response.failed``: sidestep's reason, and when the last segment was cut
+        by the upstream's own failure event, its code (so a client such as Codex still tells
+        a context-length or quota error from a cut) and its message, scrubbed."""
         self._account()
         message = f"the upstream stream was interrupted and could not be completed: {reason}"
-        event = self.stream.failed_event(message, "resp_" + self.run.creq.request_id)
+        last = self.stream.last
+        failure = last.failure if last is not None else None
+        code = INTERRUPTED_CODE
+        if failure is not None:
+            code = failure.code or code
+            if failure.message:
+                said = scrub(failure.message.encode(), self.run.gw.secrets)[:300]
+                message += f" (the upstream said: {said.decode('utf-8', 'replace').strip()})"
+        event = self.stream.failed_event(message, "resp_" + self.run.creq.request_id, code)
         await self.out.write(frame(event))
 
     def _account(self) -> None:

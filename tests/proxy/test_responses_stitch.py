@@ -250,3 +250,42 @@ async def test_a_stalled_responses_stream_is_resumed(upstream: Any, gateway: Any
     events = await events_of(gw)
     final = assert_one_clean_response(events)
     assert final.output_text == TEXT
+
+
+async def test_an_upstream_failure_that_cannot_be_resumed_keeps_its_code_and_words(
+    upstream: Any, gateway: Any
+) -> None:
+    """When the last cut was the upstream's own ``response.failed``, the client's error keeps
+    its code (Codex tells a context-length error from a cut by it) and its message, with
+    any key the upstream echoed redacted."""
+
+    def failing(rid: str) -> list[bytes]:
+        wire = Wire(rid).start()
+        wire.message(PIECES)
+        frames = wire.frames[: HEAD + 1]
+        wire.event(
+            "response.failed",
+            response={
+                **wire.response("failed"),
+                "error": {
+                    "code": "context_length_exceeded",
+                    "message": "Your input exceeds the context window (key sk-a-upstream-key-0001)",
+                },
+            },
+        )
+        return [*frames, wire.frames[-1]]
+
+    _, _, gw = await two(
+        upstream,
+        gateway,
+        Reply(frames=failing("resp_a")),
+        Reply(frames=failing("resp_b")),
+        streams={"max_resumes": 1},
+    )
+    with pytest.raises(openai.APIError) as raised:
+        await events_of(gw)
+    assert raised.value.code == "context_length_exceeded"
+    message = str(raised.value)
+    assert "gave up after 1 resume(s)" in message
+    assert "the upstream said: Your input exceeds the context window" in message
+    assert "sk-a-upstream-key-0001" not in message
