@@ -342,9 +342,8 @@ def close_message(item: OutputItem) -> list[dict[str, Any]]:
         if part in item.closed:
             continue
         text = item.text(part)
-        events.append(
-            {"type": "response.output_text.done", **at, "content_index": part, "text": text}
-        )
+        done = {"type": "response.output_text.done", **at, "content_index": part, "text": text}
+        events.append({**done, "logprobs": []})
         events.append(
             {
                 "type": "response.content_part.done",

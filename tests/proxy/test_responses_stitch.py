@@ -289,3 +289,26 @@ async def test_an_upstream_failure_that_cannot_be_resumed_keeps_its_code_and_wor
     assert "gave up after 1 resume(s)" in message
     assert "the upstream said: Your input exceeds the context window" in message
     assert "sk-a-upstream-key-0001" not in message
+
+
+async def test_a_cut_message_the_continuation_does_not_go_on_with_is_closed_cleanly(
+    upstream: Any, gateway: Any
+) -> None:
+    """A continuation that answers with a function call instead of more text: the cut
+    message is closed with the text the client has, and the call follows it."""
+    first = Wire("resp_a").start().message(PIECES).completed()
+    second = Wire("resp_b").start().call("call_1", "shell", ['{"cmd": ["ls"]}']).completed()
+    _, _, gw = await two(
+        upstream,
+        gateway,
+        Reply(frames=first.frames, cut_after=HEAD + 2),
+        Reply(frames=second.frames),
+    )
+    async with gw.openai().responses.stream(model="m", input="hi") as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+    assert_one_clean_response(events)
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    assert final.output_text == "The quick brown fox "
+    done = [e for e in events if e.type == "response.output_text.done"]
+    assert [e.text for e in done] == ["The quick brown fox "]
