@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from proxy.lifecycle.record import SegmentRecord
 from proxy.lifecycle.relay import Inspector, SegmentResult
 from proxy.state.fleet import Lease
 
@@ -34,3 +35,12 @@ class StreamCodec(Protocol):
 
     async def fail(self, reason: str) -> None:
         """End the stream with one error event saying ``reason``."""
+
+
+def segment_record(
+    lease: Lease, inspector: Inspector, result: SegmentResult, start: int, end: int
+) -> SegmentRecord:
+    """The record of one relayed segment: who served it, the character range it added."""
+    ending = result.ending.value
+    target, dropped = lease.runtime.config.id, inspector.dropped
+    return SegmentRecord(target, lease.model, start, end, result.chunks, ending, dropped)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from proxy.codecs.base import segment_record
 from proxy.codecs.chat import ChatInspector
 from proxy.codecs.chat_stitch import DONE
 from proxy.http.errors import stream_error_frame
-from proxy.lifecycle.record import SegmentRecord
 from proxy.lifecycle.relay import Inspector, SegmentResult
 from proxy.lifecycle.run import Run
 from proxy.state.fleet import Lease
@@ -32,16 +32,7 @@ class PlainStream:
 
     def segment_ended(self, lease: Lease, inspector: Inspector, result: SegmentResult) -> None:
         self.lease = lease
-        record = SegmentRecord(
-            lease.runtime.config.id,
-            lease.model,
-            0,
-            0,
-            result.chunks,
-            result.ending.value,
-            inspector.dropped,
-        )
-        self.run.record.segments.append(record)
+        self.run.record.segments.append(segment_record(lease, inspector, result, 0, 0))
 
     def continuation_body(self, model: str, prefill: bool) -> bytes:
         raise AssertionError("plain streams are never continued (resume_blocked)")

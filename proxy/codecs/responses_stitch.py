@@ -16,9 +16,9 @@ from aiohttp import web
 
 from policies.responses_stitch import INTERRUPTED_CODE, ResponsesStream
 from policies.responses_transcript import continuation_request, resume_refusal
+from proxy.codecs.base import segment_record
 from proxy.codecs.chat_stitch import provenance
 from proxy.codecs.responses import ResponsesInspector, frame
-from proxy.lifecycle.record import SegmentRecord
 from proxy.lifecycle.relay import Inspector, SegmentResult
 from proxy.lifecycle.run import Run
 from proxy.state.fleet import Lease
@@ -50,15 +50,7 @@ class ResponsesStitch:
         self.lease = lease
         transcript = self.stream.transcript
         self.resume_refused = resume_refusal(transcript) if interrupted else None
-        record = SegmentRecord(
-            lease.runtime.config.id,
-            lease.model,
-            splice.start_chars,
-            transcript.chars,
-            result.chunks,
-            result.ending.value,
-            inspector.dropped,
-        )
+        record = segment_record(lease, inspector, result, splice.start_chars, transcript.chars)
         self.run.record.segments.append(record)
 
     def continuation_body(self, model: str, prefill: bool) -> bytes:

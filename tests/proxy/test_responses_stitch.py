@@ -25,6 +25,25 @@ async def two(upstream: Any, gateway: Any, first: Reply, second: Reply, **sectio
     return a, b, gw
 
 
+def rest_of_text(delivered: int, **cut: int) -> Reply:
+    """b's continuation of the message after ``delivered`` pieces (``cut``: a Reply's)."""
+    return Reply(
+        frames=Wire("resp_b").start().message(PIECES[delivered:]).completed().frames, **cut
+    )
+
+
+async def cut_text(
+    upstream: Any, gateway: Any, delivered: int, second: Reply | None = None, **sections: Any
+) -> Any:
+    """a's message is cut after ``delivered`` pieces (``stall=True``: stalls there); b
+    continues it with the rest unless ``second`` says otherwise. (b, the gateway)."""
+    how = "stall_after" if sections.pop("stall", False) else "cut_after"
+    first = Reply(frames=Wire("resp_a").start().message(PIECES).completed().frames)
+    setattr(first, how, HEAD + delivered)
+    _, b, gw = await two(upstream, gateway, first, second or rest_of_text(delivered), **sections)
+    return b, gw
+
+
 async def events_of(gw: Any, **kwargs: Any) -> list[Any]:
     stream = await gw.openai().responses.create(model="m", input="hi", stream=True, **kwargs)
     return [event async for event in stream]
@@ -85,14 +104,7 @@ async def test_the_stream_helper_returns_the_stitched_final_response(
 ) -> None:
     """``responses.stream()`` accumulates the stitched stream without complaint and
     ``get_final_response()`` has the whole text once."""
-    first = Wire("resp_a").start().message(PIECES).completed()
-    second = Wire("resp_b").start().message(PIECES[3:]).completed()
-    _, _, gw = await two(
-        upstream,
-        gateway,
-        Reply(frames=first.frames, cut_after=HEAD + 3),
-        Reply(frames=second.frames),
-    )
+    _, gw = await cut_text(upstream, gateway, 3)
     async with gw.openai().responses.stream(model="m", input="hi") as stream:
         async for _ in stream:
             pass
@@ -176,15 +188,8 @@ async def test_the_stream_helper_raises_sidesteps_reason_when_resume_is_exhauste
 ) -> None:
     """When every continuation is cut too, ``responses.stream()`` raises an APIError saying
     why, not "Didn't receive a response.completed event"."""
-    first = Wire("resp_a").start().message(PIECES).completed()
-    second = Wire("resp_b").start().message(PIECES[2:]).completed()
-    _, _, gw = await two(
-        upstream,
-        gateway,
-        Reply(frames=first.frames, cut_after=HEAD + 2),
-        Reply(frames=second.frames, cut_after=HEAD + 1),
-        streams={"max_resumes": 1},
-    )
+    second = rest_of_text(2, cut_after=HEAD + 1)
+    _, gw = await cut_text(upstream, gateway, 2, second, streams={"max_resumes": 1})
     with pytest.raises(openai.APIError) as raised:
         async with gw.openai().responses.stream(model="m", input="hi") as stream:
             async for _ in stream:
@@ -195,10 +200,8 @@ async def test_the_stream_helper_raises_sidesteps_reason_when_resume_is_exhauste
 async def test_an_upstream_response_failed_event_is_resumed(upstream: Any, gateway: Any) -> None:
     """A ``response.failed`` from the upstream mid-stream is an interruption like a reset:
     the client never sees it, and the answer completes on another target."""
-    first = Wire("resp_a").start().message(PIECES)
-    second = Wire("resp_b").start().message(PIECES[2:]).completed()
-    frames = cut_partway(first, HEAD + 2)
-    _, _, gw = await two(upstream, gateway, Reply(frames=frames), Reply(frames=second.frames))
+    frames = cut_partway(Wire("resp_a").start().message(PIECES), HEAD + 2)
+    _, _, gw = await two(upstream, gateway, Reply(frames=frames), rest_of_text(2))
     events = await events_of(gw)
     final = assert_one_clean_response(events)
     assert final.output_text == TEXT
@@ -210,10 +213,7 @@ async def test_resume_off_still_ends_with_a_failed_event_the_sdk_raises(
 ) -> None:
     """``x-sidestep-resume: off`` is honoured: the cut stream is not continued and the SDK
     raises sidestep's reason."""
-    first = Wire("resp_a").start().message(PIECES).completed()
-    _, b, gw = await two(
-        upstream, gateway, Reply(frames=first.frames, cut_after=HEAD + 2), Reply(frames=[])
-    )
+    b, gw = await cut_text(upstream, gateway, 2, Reply(frames=[]))
     with pytest.raises(openai.APIError) as raised:
         await events_of(gw, extra_headers={"x-sidestep-resume": "off"})
     assert "resume is off for this request" in str(raised.value)
@@ -238,15 +238,7 @@ async def test_an_uncut_stream_with_a_function_call_arrives_unchanged(
 async def test_a_stalled_responses_stream_is_resumed(upstream: Any, gateway: Any) -> None:
     """A Responses stream that stops sending mid-text (no event for idle_timeout_s, a real
     socket read timeout) is an interruption: the answer completes on another target."""
-    first = Wire("resp_a").start().message(PIECES).completed()
-    second = Wire("resp_b").start().message(PIECES[2:]).completed()
-    _, _, gw = await two(
-        upstream,
-        gateway,
-        Reply(frames=first.frames, stall_after=HEAD + 2),
-        Reply(frames=second.frames),
-        streams={"idle_timeout_s": 1.0},
-    )
+    _, gw = await cut_text(upstream, gateway, 2, stall=True, streams={"idle_timeout_s": 1.0})
     events = await events_of(gw)
     final = assert_one_clean_response(events)
     assert final.output_text == TEXT
@@ -296,14 +288,8 @@ async def test_a_cut_message_the_continuation_does_not_go_on_with_is_closed_clea
 ) -> None:
     """A continuation that answers with a function call instead of more text: the cut
     message is closed with the text the client has, and the call follows it."""
-    first = Wire("resp_a").start().message(PIECES).completed()
     second = Wire("resp_b").start().call("call_1", "shell", ['{"cmd": ["ls"]}']).completed()
-    _, _, gw = await two(
-        upstream,
-        gateway,
-        Reply(frames=first.frames, cut_after=HEAD + 2),
-        Reply(frames=second.frames),
-    )
+    _, gw = await cut_text(upstream, gateway, 2, Reply(frames=second.frames))
     async with gw.openai().responses.stream(model="m", input="hi") as stream:
         events = [event async for event in stream]
         final = await stream.get_final_response()
