@@ -35,7 +35,14 @@ from enum import Enum
 from typing import Any, Final
 
 from policies.overlap import OverlapTrimmer
-from policies.responses_transcript import MESSAGE, REASONING, OutputItem, ResponseTranscript
+from policies.responses_transcript import (
+    MESSAGE,
+    REASONING,
+    OutputItem,
+    ResponseTranscript,
+    reasoning_part,
+    summary_part,
+)
 from policies.stitch import merge_usage
 
 TAIL_CHARS: Final = 400  # how much of the cut text the overlap trimmer compares against
@@ -162,11 +169,11 @@ class ResponsesStream:
         return {k: first[k] for k in ("id", "created_at") if k in first}
 
     def _closing(self) -> list[dict[str, Any]]:
-        """Done events for every message still open (one a continuation never went on)."""
+        """Done events for every item still open (a message a continuation never went on)."""
         events: list[dict[str, Any]] = []
         for item in self.transcript.ordered():
-            if not item.done and item.kind == MESSAGE:
-                events += close_message(item)
+            if not item.done:
+                events += close_item(item)
         return events
 
     def _numbered(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -215,8 +222,8 @@ class SegmentSplice:
         """Pick the cut message to continue; close any other message left open."""
         target = transcript.open_message()
         for item in transcript.ordered():
-            if item is not target and not item.done and item.kind == MESSAGE:
-                self.opening += close_message(item)
+            if item is not target and not item.done:
+                self.opening += close_item(item)
         if target is not None:
             self.target = target
             self.part_added = bool(target.parts)  # else the continuation's part opens it
@@ -333,28 +340,35 @@ class SegmentSplice:
         return [_text_delta(target, self.target_part, rest)]
 
 
-def close_message(item: OutputItem) -> list[dict[str, Any]]:
-    """The done events of a message the upstream never finished: its open parts' text and
-    the item, with the text the client has."""
+def close_item(item: OutputItem) -> list[dict[str, Any]]:
+    """The done events of a message or reasoning item the upstream never finished: its open
+    parts' text and the item, with the text the client has (a cut reasoning item is
+    ``incomplete``; a message is as complete as it will get)."""
     events: list[dict[str, Any]] = []
     at = {"item_id": item.id, "output_index": item.index}
-    for part in sorted(item.parts):
-        if part in item.closed:
-            continue
+    reasoning = item.kind == REASONING
+    text_done = "response.reasoning_text.done" if reasoning else "response.output_text.done"
+    for part in sorted(item.parts.keys() - item.closed):
         text = item.text(part)
-        done = {"type": "response.output_text.done", **at, "content_index": part, "text": text}
-        events.append({**done, "logprobs": []})
+        done = {"type": text_done, **at, "content_index": part, "text": text}
+        events.append(done if reasoning else {**done, "logprobs": []})
+        content = reasoning_part(text) if reasoning else _output_part(text)
+        where = {**at, "content_index": part, "part": content}
+        events.append({"type": "response.content_part.done", **where})
+    for part in sorted(item.summary.keys() - item.summary_closed):
+        text = item.text(part, summary=True)
+        where = {**at, "summary_index": part}
+        events.append({"type": "response.reasoning_summary_text.done", **where, "text": text})
         events.append(
-            {
-                "type": "response.content_part.done",
-                **at,
-                "content_index": part,
-                "part": {"type": "output_text", "text": text, "annotations": []},
-            }
+            {"type": "response.reasoning_summary_part.done", **where, "part": summary_part(text)}
         )
-    final = {**item.final(), "status": "completed"}
+    final = {**item.final(), "status": "incomplete" if reasoning else "completed"}
     events.append({"type": "response.output_item.done", "output_index": item.index, "item": final})
     return events
+
+
+def _output_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": []}
 
 
 def _text_delta(item: OutputItem, part: int, text: str) -> dict[str, Any]:

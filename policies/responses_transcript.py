@@ -22,6 +22,19 @@ from policies.stitch import CONTINUE_INSTRUCTION
 MESSAGE: Final = "message"
 REASONING: Final = "reasoning"
 FUNCTION_CALL: Final = "function_call"
+ENCRYPTED: Final = "reasoning.encrypted_content"  # what a request ``include``s to get it
+# Streamed text: a message's answer and a reasoning item's plain text are content parts (by
+# ``content_index``), a reasoning summary's text is a summary part (by ``summary_index``).
+_DELTAS: Final = {
+    "response.output_text.delta": False,
+    "response.reasoning_text.delta": False,
+    "response.reasoning_summary_text.delta": True,
+}
+_DONES: Final = {
+    "response.output_text.done": False,
+    "response.reasoning_text.done": False,
+    "response.reasoning_summary_text.done": True,
+}
 
 
 @dataclass(slots=True)
@@ -35,6 +48,9 @@ class OutputItem:
     parts: dict[int, list[str]] = field(default_factory=dict)
     closed: set[int] = field(default_factory=set)  # content parts whose text is done
     arguments: list[str] = field(default_factory=list)
+    summary: dict[int, list[str]] = field(default_factory=dict)  # a reasoning summary's parts
+    summary_closed: set[int] = field(default_factory=set)
+    plain: bool = False  # a reasoning item that streams its text (never an encrypted one)
 
     @property
     def kind(self) -> str:
@@ -46,9 +62,9 @@ class OutputItem:
         value = self.item.get("id")
         return value if isinstance(value, str) else ""
 
-    def text(self, content_index: int) -> str:
-        """The whole text of one content part (joined once, then cached)."""
-        pieces = self.parts.get(content_index)
+    def text(self, content_index: int, *, summary: bool = False) -> str:
+        """The whole text of one content (or summary) part, joined once, then cached."""
+        pieces = (self.summary if summary else self.parts).get(content_index)
         if not pieces:
             return ""
         if len(pieces) > 1:
@@ -79,6 +95,11 @@ class OutputItem:
             item["content"] = parts
         elif self.kind == FUNCTION_CALL and self.arguments:
             item["arguments"] = "".join(self.arguments)
+        elif self.kind == REASONING and not self.done:
+            item["content"] = [reasoning_part(self.text(i)) for i in sorted(self.parts)]
+            item["summary"] = [
+                summary_part(self.text(i, summary=True)) for i in sorted(self.summary)
+            ]
         if not self.done:
             item["status"] = "incomplete"
         return item
@@ -105,12 +126,14 @@ class ResponseTranscript:
         """Take one event the client receives; events it does not know are ignored."""
         kind = obj.get("type")
         index = obj.get("output_index")
-        if kind == "response.output_text.delta":  # the bulk of a stream first
+        summary = _DELTAS.get(kind) if type(kind) is str else None
+        if summary is not None:  # the bulk of a stream first
             delta = obj.get("delta")
             item = self.items.get(index) if type(index) is int else None
-            part = obj.get("content_index", 0)
+            part = obj.get("summary_index" if summary else "content_index", 0)
             if item is not None and isinstance(delta, str) and type(part) is int:
-                item.parts.setdefault(part, []).append(delta)
+                (item.summary if summary else item.parts).setdefault(part, []).append(delta)
+                item.plain |= kind == "response.reasoning_text.delta"
                 self.chars += len(delta)
             return
         if kind == "response.function_call_arguments.delta":
@@ -128,6 +151,8 @@ class ResponseTranscript:
             self._record_item(kind, index, obj)
 
     def _record_item(self, kind: object, index: int, obj: Mapping[str, Any]) -> None:
+        if type(kind) is not str:
+            return
         raw = obj.get("item")
         if kind == "response.output_item.added" and isinstance(raw, Mapping):
             self.items[index] = OutputItem(index, dict(raw))
@@ -135,20 +160,31 @@ class ResponseTranscript:
         item = self.items.get(index)
         if item is None:
             return
-        part = obj.get("content_index", 0)
         if kind == "response.output_item.done" and isinstance(raw, Mapping):
             item.item, item.done = dict(raw), True
-        elif type(part) is not int:
             return
-        elif kind == "response.content_part.added":
+        summary = kind in (
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_part.done",
+        )
+        summary |= _DONES.get(kind, False)
+        part = obj.get("summary_index" if summary else "content_index", 0)
+        if type(part) is not int:
+            return
+        texts, closed = (
+            (item.summary, item.summary_closed) if summary else (item.parts, item.closed)
+        )
+        if kind in ("response.content_part.added", "response.reasoning_summary_part.added"):
             content = obj.get("part")
-            text = content.get("text") if isinstance(content, Mapping) else None
-            item.parts[part] = [text] if isinstance(text, str) and text else []
-        elif kind == "response.output_text.done" and isinstance(obj.get("text"), str):
-            item.parts[part] = [obj["text"]]
-            item.closed.add(part)
-        elif kind == "response.content_part.done":
-            item.closed.add(part)
+            content = content if isinstance(content, Mapping) else {}
+            text = content.get("text")
+            texts[part] = [text] if isinstance(text, str) and text else []
+            item.plain |= content.get("type") == "reasoning_text"
+        elif kind in _DONES and isinstance(obj.get("text"), str):
+            texts[part] = [obj["text"]]
+            closed.add(part)
+        elif kind in ("response.content_part.done", "response.reasoning_summary_part.done"):
+            closed.add(part)
         elif kind == "response.function_call_arguments.done":
             arguments = obj.get("arguments")
             if isinstance(arguments, str):
@@ -171,18 +207,20 @@ class ResponseTranscript:
         return last if not last.parts or last.open_part() is not None else None
 
 
-def resume_refusal(transcript: ResponseTranscript) -> str | None:
+def resume_refusal(transcript: ResponseTranscript, *, encrypted: bool) -> str | None:
     """Why the output so far cannot be continued by another request; None when it can.
 
-    Refused: a cut inside a reasoning item (its encrypted content never came); reasoning
-    with ``encrypted_content`` (only the target that made it can read it, and a response
-    mixing targets' reasoning breaks the client's next turn); a completed tool call or
-    other non-message item (a continuation would need its result first)."""
+    Refused: a cut inside a reasoning item whose encrypted content was asked for
+    (``encrypted``) and would have come at its end — unless it streamed plain reasoning text,
+    which encrypted reasoning never does; reasoning with ``encrypted_content`` (only the
+    target that made it can read it, and a response mixing targets' reasoning breaks the
+    client's next turn); a completed tool call or other non-message item (a continuation
+    would need its result first)."""
     for item in transcript.ordered():
         kind = item.kind
         if kind == REASONING:
-            if not item.done:
-                return "cut inside a reasoning item"
+            if not item.done and encrypted and not item.plain:
+                return "cut inside a reasoning item whose encrypted content never came"
             if item.item.get("encrypted_content"):
                 return "the output so far holds encrypted reasoning only its target can read"
         elif kind != MESSAGE and item.done:
@@ -245,3 +283,17 @@ def _input_item(item: OutputItem) -> dict[str, Any] | None:
             "arguments": final.get("arguments") or "",
         }
     return None
+
+
+def reasoning_part(text: str) -> dict[str, Any]:
+    return {"type": "reasoning_text", "text": text}
+
+
+def summary_part(text: str) -> dict[str, Any]:
+    return {"type": "summary_text", "text": text}
+
+
+def wants_encrypted(obj: Mapping[str, Any]) -> bool:
+    """Whether a request asks for reasoning's encrypted content (``include``)."""
+    include = obj.get("include")
+    return isinstance(include, list) and ENCRYPTED in include

@@ -77,6 +77,26 @@ class Wire:
         self.output.append(done)
         return self
 
+    def thinking(self, pieces: list[str]) -> Wire:
+        """A reasoning item streaming plain ``reasoning_text`` (open-weight models, chat
+        targets' ``reasoning_content`` translated): nothing encrypted."""
+        index, rid = self.index, f"rs_{self.rid}_{self.index}"
+        self.index += 1
+        item: dict[str, Any] = {"id": rid, "type": "reasoning", "summary": [], "content": []}
+        self.event("response.output_item.added", output_index=index, item=item)
+        at = {"item_id": rid, "output_index": index, "content_index": 0}
+        part = {"type": "reasoning_text", "text": ""}
+        self.event("response.content_part.added", **at, part=part)
+        for piece in pieces:
+            self.event("response.reasoning_text.delta", **at, delta=piece)
+        text = "".join(pieces)
+        self.event("response.reasoning_text.done", **at, text=text)
+        self.event("response.content_part.done", **at, part={**part, "text": text})
+        done = {**item, "content": [{**part, "text": text}]}
+        self.event("response.output_item.done", output_index=index, item=done)
+        self.output.append(done)
+        return self
+
     def call(self, call_id: str, name: str, pieces: list[str]) -> Wire:
         index, fid = self.index, f"fc_{self.rid}_{self.index}"
         self.index += 1

@@ -15,7 +15,11 @@ import orjson
 from aiohttp import web
 
 from policies.responses_stitch import INTERRUPTED_CODE, ResponsesStream
-from policies.responses_transcript import continuation_request, resume_refusal
+from policies.responses_transcript import (
+    continuation_request,
+    resume_refusal,
+    wants_encrypted,
+)
 from proxy.codecs.base import segment_record
 from proxy.codecs.chat_stitch import provenance
 from proxy.codecs.responses import ResponsesInspector, frame
@@ -49,7 +53,10 @@ class ResponsesStitch:
         self.terminal_raw = inspector.terminal_raw
         self.lease = lease
         transcript = self.stream.transcript
-        self.resume_refused = resume_refusal(transcript) if interrupted else None
+        encrypted = wants_encrypted(self.run.creq.obj)
+        self.resume_refused = (
+            resume_refusal(transcript, encrypted=encrypted) if interrupted else None
+        )
         record = segment_record(lease, inspector, result, splice.start_chars, transcript.chars)
         self.run.record.segments.append(record)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,8 @@ def build(wire: Wire, items: list[Item]) -> Wire:
     for n, (kind, pieces) in enumerate(items):
         if kind == "message":
             wire.message(pieces)
+        elif kind == "thinking":
+            wire.thinking(pieces)
         else:
             wire.call(f"call_{n}", "f", pieces)
     return wire
@@ -54,30 +57,46 @@ def accumulate(client: list[dict[str, Any]]) -> list[tuple[str, str]]:
         if kind == "response.output_item.added":
             assert index not in items, "an output index added twice"
             items[index] = [e["item"]["type"], ""]
-        elif kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
+        elif kind in DELTAS:
             items[index][1] += e["delta"]
     return [(kind, text) for kind, text in (items[i] for i in sorted(items))]
 
 
-def original_output(items: list[Item]) -> list[tuple[str, str]]:
-    return [("message" if k == "message" else "function_call", "".join(p)) for k, p in items]
+DELTAS = (
+    "response.output_text.delta",
+    "response.function_call_arguments.delta",
+    "response.reasoning_text.delta",
+)
+TYPES = {"message": "message", "thinking": "reasoning", "call": "function_call"}
 
 
-def rest_of(items: list[Item], transcript: ResponseTranscript, restart: bool) -> list[Item]:
-    """What an ideal continuing model makes: the cut message's remaining text (or all of
-    it again, ``restart``), then every item the client does not have."""
+def output_of(items: list[Item]) -> list[tuple[str, str]]:
+    return [(TYPES[kind], "".join(pieces)) for kind, pieces in items]
+
+
+def continued(
+    items: list[Item], transcript: ResponseTranscript, restart: bool
+) -> tuple[list[Item], list[tuple[str, str]]]:
+    """What an ideal continuing model makes — the cut message's remaining text (or all of
+    it again, ``restart``), a cut reasoning item thought afresh, then every item the client
+    does not have — and the output the client should end with: the uncut one, with what a
+    cut reasoning item had streamed before its fresh copy."""
     have = len(transcript.items)
-    rest: list[Item] = []
-    open_message = transcript.open_message()
-    if open_message is not None:
-        so_far = open_message.text(open_message.open_part() or 0)
-        full = "".join(items[have - 1][1])
-        rest.append(("message", [full] if restart else [full[len(so_far) :]]))
-    return rest + items[have:]
+    last = transcript.items.get(have - 1)
+    expected = output_of(items)
+    if last is None or last.done or (last.kind == "message" and not transcript.open_message()):
+        return items[have:], expected  # (a message whose text was done is closed as it is)
+    if last.kind == "reasoning":
+        expected.insert(have - 1, ("reasoning", last.text(0)))
+        return items[have - 1 :], expected
+    so_far = last.text(last.open_part() or 0)
+    full = "".join(items[have - 1][1])
+    rest: Item = ("message", [full] if restart else [full[len(so_far) :]])
+    return [rest, *items[have:]], expected
 
 
 words = st.integers(1, 4)
-item = st.tuples(st.sampled_from(["message", "call"]), words)
+item = st.tuples(st.sampled_from(["message", "call", "thinking"]), words)
 
 
 @settings(max_examples=300, deadline=None)
@@ -96,31 +115,34 @@ def test_wherever_a_stream_is_cut_the_spliced_stream_accumulates_to_the_same_out
     stream = ResponsesStream(hold_items=True)
     client = feed(stream, False, first[:cut])
     transcript = stream.transcript
-    refused = resume_refusal(transcript)
-    completed_calls = [i for i in transcript.items.values() if i.kind != "message" and i.done]
-    assert (refused is not None) == bool(completed_calls)
+    refused = resume_refusal(transcript, encrypted=True)
+    calls_done = [i for i in transcript.items.values() if i.kind == "function_call" and i.done]
+    # open reasoning that has not shown plain text yet may be encrypted reasoning
+    sealed = [i for i in transcript.items.values() if i.kind == "reasoning" and not i.plain]
+    assert (refused is not None) == (any(not i.done for i in sealed) or bool(calls_done))
     assume(refused is None)
+    rest, expected = continued(items, transcript, restart)
     second = Wire("resp_b").start()
-    build(second, rest_of(items, transcript, restart)).completed(output_tokens=3)
+    build(second, rest).completed(output_tokens=3)
     client += feed(stream, True, events(second))
     final = stream.final_events()
     assert final is not None
     client += final
-    assert accumulate(client) == original_output(items)
+    assert accumulate(client) == expected
     kinds = [e["type"] for e in client]
     assert kinds.count("response.created") == 1 and kinds[-1] == "response.completed"
     numbers = [e["sequence_number"] for e in client]
     assert numbers == sorted(set(numbers))
     added = [e["output_index"] for e in client if e["type"] == "response.output_item.added"]
-    assert added == list(range(len(items)))
+    assert added == list(range(len(expected)))
     done = [e["output_index"] for e in client if e["type"] == "response.output_item.done"]
     assert sorted(done) == added
     output = client[-1]["response"]["output"]
     texts = [
-        "".join(p["text"] for p in o["content"]) if o["type"] == "message" else o["arguments"]
+        o["arguments"] if o["type"] == "function_call" else "".join(p["text"] for p in o["content"])
         for o in output
     ]
-    assert list(zip([o["type"] for o in output], texts, strict=True)) == original_output(items)
+    assert list(zip([o["type"] for o in output], texts, strict=True)) == expected
     assert client[-1]["response"]["id"] == "resp_a"
 
 
@@ -163,19 +185,26 @@ def test_with_no_output_yet_the_continuation_is_the_original_request() -> None:
     assert body["input"] == given
 
 
-def test_reasoning_cut_open_or_encrypted_is_not_resumable() -> None:
-    """A cut inside a reasoning item, or after one with encrypted content, is refused; plain
-    reasoning summaries are not."""
-    cases = {
-        "open": (Wire().start().reasoning("think"), 4, "inside a reasoning item"),
-        "sealed": (Wire().start().reasoning("think", encrypted="gAAA"), 7, "encrypted"),
-        "plain": (Wire().start().reasoning("think").message(["a"]), 8, None),
-    }
-    for name, (wire, keep, why) in cases.items():
-        stream = ResponsesStream(hold_items=True)
-        feed(stream, False, events(wire)[:keep])
-        refused = resume_refusal(stream.transcript)
-        assert (why is None and refused is None) or (why and refused and why in refused), name
+@pytest.mark.parametrize(
+    ("wire", "keep", "encrypted", "why"),
+    [
+        (Wire().start().reasoning("think"), 4, True, "encrypted content never came"),
+        (Wire().start().reasoning("think"), 4, False, None),
+        (Wire().start().thinking(["I ", "think"]), 5, True, None),
+        (Wire().start().reasoning("think", encrypted="gAAA"), 7, True, "encrypted reasoning"),
+        (Wire().start().reasoning("think").message(["a"]), 8, True, None),
+    ],
+    ids=["open-sealed", "open-summary", "open-plain", "done-sealed", "done-summary"],
+)
+def test_which_reasoning_cuts_are_resumable(
+    wire: Wire, keep: int, encrypted: bool, why: str | None
+) -> None:
+    """A cut inside a reasoning item whose encrypted content was asked for, or after one
+    that carries it, is refused; plain reasoning text and summaries without it are not."""
+    stream = ResponsesStream(hold_items=True)
+    feed(stream, False, events(wire)[:keep])
+    refused = resume_refusal(stream.transcript, encrypted=encrypted)
+    assert refused is None if why is None else (refused is not None and why in refused)
 
 
 def test_a_cut_segment_usage_is_estimated_and_summed() -> None:

@@ -298,3 +298,33 @@ async def test_a_cut_message_the_continuation_does_not_go_on_with_is_closed_clea
     assert final.output_text == "The quick brown fox "
     done = [e for e in events if e.type == "response.output_text.done"]
     assert [e.text for e in done] == ["The quick brown fox "]
+
+
+async def test_a_cut_inside_plain_reasoning_is_stitched_even_for_codex(
+    upstream: Any, gateway: Any
+) -> None:
+    """Reasoning streamed as plain text (a chat target's ``reasoning_content``, open-weight
+    models) is never encrypted: cut mid-thought under Codex's ``include``, it is closed as
+    ``incomplete`` with what was shown and the answer completes on another target."""
+    first = Wire("resp_a").start().thinking(["Let me ", "think about ", "it."]).message(PIECES)
+    cut = 2 + 2 + 2  # start, the reasoning item's head, two pieces of thought
+    second = Wire("resp_b").start().thinking(["Thinking again."]).message(PIECES).completed()
+    _, b, gw = await two(
+        upstream,
+        gateway,
+        Reply(frames=first.completed().frames, cut_after=cut),
+        Reply(frames=second.frames),
+    )
+    include = ["reasoning.encrypted_content"]
+    async with gw.openai().responses.stream(model="m", input="hi", include=include) as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+    assert_one_clean_response(events)
+    assert [(item.type, item.status) for item in final.output] == [
+        ("reasoning", "incomplete"),
+        ("reasoning", None),
+        ("message", "completed"),
+    ]
+    assert final.output[0].content[0].text == "Let me think about "
+    assert final.output_text == TEXT
+    assert b.seen[0].body["input"] == [{"type": "message", "role": "user", "content": "hi"}]
