@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Final
 
 from policies.stitch import CONTINUE_INSTRUCTION
@@ -30,10 +31,23 @@ _DELTAS: Final = {
     "response.reasoning_text.delta": False,
     "response.reasoning_summary_text.delta": True,
 }
-_DONES: Final = {
-    "response.output_text.done": False,
-    "response.reasoning_text.done": False,
-    "response.reasoning_summary_text.done": True,
+
+
+class PartEvent(Enum):
+    OPENED = "opened"
+    TEXT_DONE = "text_done"
+    CLOSED = "closed"
+
+
+# The events of a content or summary part: (whether it is a summary part, what happened).
+_PART_EVENTS: Final = {
+    "response.content_part.added": (False, PartEvent.OPENED),
+    "response.reasoning_summary_part.added": (True, PartEvent.OPENED),
+    "response.output_text.done": (False, PartEvent.TEXT_DONE),
+    "response.reasoning_text.done": (False, PartEvent.TEXT_DONE),
+    "response.reasoning_summary_text.done": (True, PartEvent.TEXT_DONE),
+    "response.content_part.done": (False, PartEvent.CLOSED),
+    "response.reasoning_summary_part.done": (True, PartEvent.CLOSED),
 }
 
 
@@ -163,32 +177,12 @@ class ResponseTranscript:
         if kind == "response.output_item.done" and isinstance(raw, Mapping):
             item.item, item.done = dict(raw), True
             return
-        summary = kind in (
-            "response.reasoning_summary_part.added",
-            "response.reasoning_summary_part.done",
-        )
-        summary |= _DONES.get(kind, False)
-        part = obj.get("summary_index" if summary else "content_index", 0)
-        if type(part) is not int:
-            return
-        texts, closed = (
-            (item.summary, item.summary_closed) if summary else (item.parts, item.closed)
-        )
-        if kind in ("response.content_part.added", "response.reasoning_summary_part.added"):
-            content = obj.get("part")
-            content = content if isinstance(content, Mapping) else {}
-            text = content.get("text")
-            texts[part] = [text] if isinstance(text, str) and text else []
-            item.plain |= content.get("type") == "reasoning_text"
-        elif kind in _DONES and isinstance(obj.get("text"), str):
-            texts[part] = [obj["text"]]
-            closed.add(part)
-        elif kind in ("response.content_part.done", "response.reasoning_summary_part.done"):
-            closed.add(part)
-        elif kind == "response.function_call_arguments.done":
+        if kind == "response.function_call_arguments.done":
             arguments = obj.get("arguments")
             if isinstance(arguments, str):
                 item.arguments = [arguments]
+        elif (event := _PART_EVENTS.get(kind)) is not None:
+            _record_part(item, *event, obj)
 
     def ordered(self) -> list[OutputItem]:
         return [self.items[index] for index in sorted(self.items)]
@@ -205,6 +199,26 @@ class ResponseTranscript:
         if last is None or last.done or last.kind != MESSAGE:
             return None
         return last if not last.parts or last.open_part() is not None else None
+
+
+def _record_part(item: OutputItem, summary: bool, event: PartEvent, obj: Mapping[str, Any]) -> None:
+    part = obj.get("summary_index" if summary else "content_index", 0)
+    if type(part) is not int:
+        return
+    texts, closed = (item.summary, item.summary_closed) if summary else (item.parts, item.closed)
+    if event is PartEvent.OPENED:
+        content = obj.get("part")
+        content = content if isinstance(content, Mapping) else {}
+        text = content.get("text")
+        texts[part] = [text] if isinstance(text, str) and text else []
+        item.plain |= content.get("type") == "reasoning_text"
+        return
+    if event is PartEvent.TEXT_DONE:
+        text = obj.get("text")
+        if not isinstance(text, str):
+            return
+        texts[part] = [text]
+    closed.add(part)
 
 
 def resume_refusal(transcript: ResponseTranscript, *, encrypted: bool) -> str | None:
