@@ -57,12 +57,14 @@ class CapacityWaited:
 
 @dataclass(frozen=True, slots=True)
 class SegmentEnded:
-    """A relayed segment ended; ``ending`` is the relay's reason label."""
+    """A relayed segment ended; ``ending`` is the relay's reason label. ``resume_refused``
+    says why the answer so far cannot be continued at all (the codec's judgement)."""
 
     lane: LaneView
     ending: str
     interrupted: bool
     in_tool_call: bool = False
+    resume_refused: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -291,7 +291,7 @@ def _segment_ended(state: Lifecycle, event: SegmentEnded) -> tuple[Lifecycle, Tr
         last_cut=lane_id,
     )
     effects: tuple[Effect, ...] = (RecordInterruption(event.lane),)
-    blocked = _resume_blocked(state)
+    blocked = _resume_blocked(state) or event.resume_refused
     if blocked is not None:
         reason = f"{event.ending}; {blocked}"
         return _update(state, phase=Phase.DONE), Transition(effects, EndStream(reason))

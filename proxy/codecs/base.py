@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from proxy.lifecycle.record import SegmentRecord
 from proxy.lifecycle.relay import Inspector, SegmentResult
 from proxy.state.fleet import Lease
 
@@ -22,6 +23,10 @@ class StreamCodec(Protocol):
     def in_tool_call(self) -> bool:
         """Whether the answer so far stops inside a tool call."""
 
+    @property
+    def resume_refused(self) -> str | None:
+        """Why the answer so far cannot be continued at all (None: it can)."""
+
     def continuation_body(self, model: str, prefill: bool) -> bytes:
         """The request that continues the answer so far on ``model``."""
 
@@ -30,3 +35,12 @@ class StreamCodec(Protocol):
 
     async def fail(self, reason: str) -> None:
         """End the stream with one error event saying ``reason``."""
+
+
+def segment_record(
+    lease: Lease, inspector: Inspector, result: SegmentResult, start: int, end: int
+) -> SegmentRecord:
+    """The record of one relayed segment: who served it, the character range it added."""
+    ending = result.ending.value
+    target, dropped = lease.runtime.config.id, inspector.dropped
+    return SegmentRecord(target, lease.model, start, end, result.chunks, ending, dropped)

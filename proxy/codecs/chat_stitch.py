@@ -39,6 +39,8 @@ DONE = b"data: [DONE]\n\n"
 class ChatStitch:
     """One chat (or legacy completions) stream: a ``StreamCodec``."""
 
+    resume_refused: str | None = None  # a chat answer can always be continued
+
     def __init__(self, run: Run, out: web.StreamResponse) -> None:
         self.run = run
         self.out = out

@@ -62,6 +62,8 @@ class MessagesInspector:
 class MessagesStitch:
     """One ``/v1/messages`` stream: a ``StreamCodec``."""
 
+    resume_refused: str | None = None  # a message can always be continued (by instruction)
+
     def __init__(self, run: Run, out: web.StreamResponse, *, resumable: bool) -> None:
         self.run = run
         self.out = out

@@ -23,6 +23,10 @@ from proxy.http.body_budget import BodyHold
 from proxy.http.errors import ClientRequestError
 
 WORKDIR_HEADER = "x-sidestep-workdir"
+# Headers that name the client's session when the configured one (``sessions.header``) is
+# absent, first match wins: Codex CLI sends ``session-id``, Claude Code
+# ``X-Claude-Code-Session-Id``.
+SESSION_FALLBACK_HEADERS = ("session-id", "x-claude-code-session-id")
 
 
 class Endpoint(Enum):
@@ -108,10 +112,18 @@ async def read_client_request(
         model=model,
         stream=stream,
         needs=features.needs,
-        session=request.headers.get(session_header) or None,
+        session=_session(request, session_header),
         prompt_chars=len(body),
         max_output_tokens=features.max_output_tokens,
     )
+
+
+def _session(request: web.Request, session_header: str) -> str | None:
+    """The session the request names: the configured header, else a client's own."""
+    for name in (session_header, *SESSION_FALLBACK_HEADERS):
+        if value := request.headers.get(name):
+            return value
+    return None
 
 
 async def _read_body(request: web.Request, max_body_bytes: int, hold: BodyHold) -> bytes:

@@ -14,6 +14,7 @@ from policies.routing import LaneView, RequestFeatures, choose
 from proxy.http.body_budget import BODY_BUDGET
 from proxy.http.count_tokens import count_tokens
 from proxy.http.inbound import Endpoint, read_client_request
+from proxy.http.upgrade import responses_get
 from proxy.lifecycle.loop import serve
 from proxy.lifecycle.run import Run
 from proxy.state.gateway import GATEWAY, Gateway
@@ -111,5 +112,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/", root)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/responses", responses_get)  # Codex's WebSocket try: a 426
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -204,7 +204,11 @@ class Driver:
             codec.segment_ended(opened.lease, inspector, result)
             ending = result.ending
             return lc.SegmentEnded(
-                command.lane, ending.value, ending.interrupted, codec.in_tool_call
+                command.lane,
+                ending.value,
+                ending.interrupted,
+                codec.in_tool_call,
+                codec.resume_refused,
             )
         finally:
             self.lease = opened.lease

@@ -54,6 +54,7 @@ T0 = 1000.0
 SETTINGS = Settings(RoutingSettings(), CooldownSettings(), AdmissionSettings(), max_resumes=2)
 
 OK, CUT, TOOL_CUT, REFUSED = "ok", "cut", "tool_cut", "refused"
+SEALED_CUT = "sealed_cut"  # cut where the codec says the answer cannot be continued
 PREFILL_400 = "prefill_400"
 
 
@@ -115,9 +116,10 @@ class Shell:
             return self.attempt(command)
         assert isinstance(command, Relay)
         behaviour = self.current
-        cut = behaviour in (CUT, TOOL_CUT)
+        cut = behaviour in (CUT, TOOL_CUT, SEALED_CUT)
+        refused = "sealed by its target" if behaviour == SEALED_CUT else None
         return SegmentEnded(
-            command.lane, "reset" if cut else "complete", cut, behaviour == TOOL_CUT
+            command.lane, "reset" if cut else "complete", cut, behaviour == TOOL_CUT, refused
         )
 
     def attempt(self, command: Attempt) -> Event:
@@ -371,6 +373,15 @@ def test_resume_off_ends_a_cut_stream_with_its_reason() -> None:
     s = shell(lanes("a", "b"), {"a": [CUT]})
     s.run(facts(resume_blocked="resume is off (streams.resume: false)"))
     assert s.trace[-1] == "end stream: reset; resume is off (streams.resume: false)"
+    assert s.attempts == [("a", None)]
+
+
+def test_a_cut_the_codec_refuses_to_continue_ends_with_its_reason() -> None:
+    """A cut answer its codec cannot continue (e.g. encrypted reasoning) ends the stream
+    naming why, with no continuation tried."""
+    s = shell(lanes("a", "b"), {"a": [SEALED_CUT]})
+    s.run(facts())
+    assert s.trace[-1] == "end stream: reset; sealed by its target"
     assert s.attempts == [("a", None)]
 
 

@@ -310,17 +310,16 @@ async def test_twenty_thousand_chunk_stream_relays_completely(upstream: Any, gat
     assert raw == b"".join(chat_frames(words))
 
 
-async def test_interrupted_responses_stream_ends_with_an_error_event(
-    upstream: Any, gateway: Any
-) -> None:
-    """A Responses API stream is not stitched: a cut ends it with one error event, no false
-    completion."""
+async def test_interrupted_responses_stream_is_stitched_too(upstream: Any, gateway: Any) -> None:
+    """A Responses API stream cut by the simulator is continued on another target and ends
+    with one ``response.completed`` holding the whole text (issue 16)."""
     _a, b, gw = await two_targets(upstream, gateway, cutter(5))
     stream = await gw.openai().responses.create(model="m", input=PROMPT, stream=True)
-    kinds = [event.type async for event in stream]
-    assert kinds[-1] == "error"
-    assert "response.completed" not in kinds
-    assert b.calls == 0
+    events = [event async for event in stream]
+    kinds = [event.type for event in events]
+    assert kinds[-1] == "response.completed" and "error" not in kinds
+    assert events[-1].response.output_text == TEXT
+    assert b.calls == 1
 
 
 # -- the chat inspector's fast path ---------------------------------------------------------
