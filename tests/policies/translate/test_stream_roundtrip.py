@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from policies.translate.anthropic_chat import ChatToMessagesStream
 from policies.translate.chat_anthropic import MessagesToChatStream
+from tests.policies.translate.strategies import CALL, TEXT
 from tests.policies.translate.streams import (
-    Call,
     Message,
     anthropic_frames,
     assemble_anthropic,
@@ -20,20 +20,6 @@ from tests.policies.translate.streams import (
     chat_frames,
     events,
     rechunk,
-)
-
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
-NAME = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True)
-JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | TEXT,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
-    max_leaves=8,
-)
-CALL = st.builds(
-    Call,
-    id=st.from_regex(r"(toolu|call)_[A-Za-z0-9]{1,24}", fullmatch=True),
-    name=NAME,
-    input=st.dictionaries(TEXT, JSON_VALUE, max_size=4),
 )
 
 
@@ -245,12 +231,16 @@ def test_junk_frames_are_ignored() -> None:
     assert translator.close() == []
 
 
+def _event(obj: dict[str, Any]) -> bytes:
+    return b"event: " + obj["type"].encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+
 def test_anthropic_ping_error_and_thinking_reach_a_chat_client() -> None:
     """ping → a comment; event: error → the {"error": …} frame the OpenAI SDK raises;
     thinking_delta → reasoning_content; signatures are dropped."""
     translator = MessagesToChatStream("gpt", "chatcmpl-1", 1, include_usage=False)
     assert translator.feed(b'event: ping\ndata: {"type": "ping"}\n\n') == [b": ping\n\n"]
-    err = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    err = _event({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
     assert events(translator.feed(err)) == [
         (
             "message",
@@ -264,11 +254,23 @@ def test_anthropic_ping_error_and_thinking_reach_a_chat_client() -> None:
             },
         )
     ]
-    think = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}\n\n'
+    think = _event(
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "hm"},
+        }
+    )
     assert events(translator.feed(think))[0][1]["choices"][0]["delta"] == {
         "reasoning_content": "hm"
     }
-    sig = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"x"}}\n\n'
+    sig = _event(
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "signature_delta", "signature": "x"},
+        }
+    )
     assert translator.feed(sig) == []
 
 
