@@ -119,7 +119,7 @@ class ChatToMessagesStream:
         payload = data_payload(frame)
         if payload is None:
             return [PING] if is_comment(frame) else []
-        if payload.strip() == b"[DONE]":
+        if payload.startswith(b"[DONE]"):
             return self._finish()
         try:
             chunk = orjson.loads(payload)

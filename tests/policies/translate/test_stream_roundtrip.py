@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -282,3 +283,28 @@ def test_without_include_usage_no_usage_chunk() -> None:
     seen = [d for f in anthropic_frames(message, []) for _, d in events(translator.feed(f))]
     assert seen[-1] == "[DONE]"
     assert all(d == "[DONE]" or d["choices"] for d in seen if d is not None)
+
+
+_DELTA = b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}'
+_HALF = _DELTA.index(b",") + 1  # split the JSON between two members
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"event: content_block_delta\ndata: " + _DELTA + b"\n\n",
+        b"event: content_block_delta\r\ndata: " + _DELTA + b"\r\n\r\n",
+        b"event:content_block_delta\ndata:" + _DELTA + b"\n\n",
+        b"id: 7\nevent: content_block_delta\ndata: "
+        + _DELTA[:_HALF]
+        + b"\ndata: "
+        + _DELTA[_HALF:]
+        + b"\n\n",
+        b"data: " + _DELTA + b"\n\n",
+    ],
+)
+def test_anthropic_events_in_any_valid_sse_spelling(frame: bytes) -> None:
+    """An Anthropic event is read the same in any valid SSE spelling (CRLF, no space after
+    the colon, extra fields, data over two lines, no event line)."""
+    translator = MessagesToChatStream("gpt", "chatcmpl-1", 1, include_usage=False)
+    assert events(translator.feed(frame))[0][1]["choices"][0]["delta"] == {"content": "hi"}
