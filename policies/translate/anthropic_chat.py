@@ -100,7 +100,9 @@ def _messages(obj: Mapping[str, Any]) -> list[Json]:
         if role == "system":
             out.append({"role": "system", "content": _system_text(content)})
         elif role == "assistant":
-            out.append(_assistant(content))
+            message = _assistant(content)
+            if message["content"] or "tool_calls" in message:  # e.g. not only thinking
+                out.append(message)
         else:
             out.extend(_user(content, f"messages[{i}]"))
     return out

@@ -362,3 +362,16 @@ def test_status_for_round_trips_the_table() -> None:
         "type": "error",
         "error": {"type": "overloaded_error", "message": "busy"},
     }
+
+
+def test_an_assistant_turn_of_only_thinking_is_left_out() -> None:
+    """An assistant turn that held only thinking leaves no empty message for the chat target."""
+    thinking = {"type": "thinking", "thinking": "hm", "signature": "s"}
+    out = chat(
+        body(
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": [thinking]},
+            {"role": "user", "content": "b"},
+        )
+    )
+    assert out["messages"] == [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
