@@ -185,7 +185,9 @@ def _part(block: Json, at: str) -> list[Json]:
     if kind == "document":
         return [_document(block, at)]
     if kind == "search_result":
-        texts = [b.get("text", "") for b in block.get("content") or [] if isinstance(b, Mapping)]
+        inner = block.get("content")
+        parts = inner if isinstance(inner, list) else []
+        texts = [str(b.get("text", "")) for b in parts if isinstance(b, Mapping)]
         return [{"type": "text", "text": "\n".join([str(block.get("title", "")), *texts])}]
     return []  # thinking and server-tool blocks: nothing a chat target can use
 
@@ -218,7 +220,8 @@ def _document(block: Json, at: str) -> Json:
 
 
 def _add_tools(out: Json, obj: Mapping[str, Any]) -> None:
-    tools = [_tool(t) for t in obj.get("tools") or [] if _is_custom_tool(t)]
+    given = obj.get("tools")
+    tools = [_tool(t) for t in given if _is_custom_tool(t)] if isinstance(given, list) else []
     if not tools:
         return
     out["tools"] = tools

@@ -105,8 +105,8 @@ class ChatToMessagesStream:
         self._started = False
         self._open = _Open.NONE
         self._next = 0  # index of the open block, or of the next one
-        self._tool: object = None  # chat index of the tool call whose block is open
-        self._tools_seen: set[object] = set()
+        self._tool = -1  # chat index of the tool call whose block is open
+        self._tools_seen: set[int] = set()
         self._stop_reason: str | None = None
         self._usage: object = None
         self._delta_sent = False
@@ -208,7 +208,9 @@ class ChatToMessagesStream:
         out.append(self._delta_event(delta))
 
     def _tool_call(self, out: list[bytes], call: Mapping[str, Any], position: int) -> None:
-        index = call.get("index", position)
+        index = call.get("index")
+        if not isinstance(index, int):
+            index = position
         function = call.get("function")
         function = function if isinstance(function, Mapping) else {}
         if self._open is not _Open.TOOL or index != self._tool:

@@ -66,9 +66,9 @@ def request(obj: Mapping[str, Any], model: str) -> Json:
     out: Json = {"model": model, "messages": turns, "max_tokens": _max_tokens(obj)}
     if system:
         out["system"] = system
-    if isinstance(obj.get("temperature"), int | float):
+    if _is_number(obj.get("temperature")):
         out["temperature"] = min(float(obj["temperature"]), 1.0)
-    if isinstance(obj.get("top_p"), int | float):
+    if _is_number(obj.get("top_p")):
         out["top_p"] = obj["top_p"]
     stop = obj.get("stop")
     if isinstance(stop, str) and stop:
@@ -84,6 +84,10 @@ def request(obj: Mapping[str, Any], model: str) -> Json:
     return out
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _refuse(obj: Mapping[str, Any]) -> None:
     """Raise for what an Anthropic target cannot do at all."""
     n = obj.get("n")
@@ -91,7 +95,8 @@ def _refuse(obj: Mapping[str, Any]) -> None:
         raise Untranslatable("n > 1 is not available on an Anthropic target", "n")
     if obj.get("logprobs") or obj.get("top_logprobs"):
         raise Untranslatable("logprobs are not available on an Anthropic target", "logprobs")
-    if obj.get("audio") or "audio" in (obj.get("modalities") or []):
+    modalities = obj.get("modalities")
+    if obj.get("audio") or (isinstance(modalities, list) and "audio" in modalities):
         raise Untranslatable("audio output is not available on an Anthropic target", "audio")
     if obj.get("functions") or obj.get("function_call"):
         raise Untranslatable("legacy functions: use tools instead", "functions")
@@ -302,7 +307,7 @@ def answer(obj: Mapping[str, Any], *, created: int = 0) -> Json:
     tool_use blocks as ``tool_calls``, thinking as ``reasoning_content``."""
     content = obj.get("content")
     blocks = [b for b in content if isinstance(b, Mapping)] if isinstance(content, list) else []
-    text = "".join(b["text"] for b in blocks if b.get("type") == "text" and "text" in b)
+    text = "".join(b["text"] for b in blocks if b.get("type") == "text" and _is_str(b.get("text")))
     message: Json = {"role": "assistant", "content": text or None, "refusal": None}
     calls = [
         {
@@ -329,6 +334,10 @@ def answer(obj: Mapping[str, Any], *, created: int = 0) -> Json:
         "choices": [choice],
         "usage": openai_usage(obj.get("usage")),
     }
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
 
 
 def error(status: int, obj: object) -> Json:

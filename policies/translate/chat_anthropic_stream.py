@@ -98,7 +98,7 @@ class MessagesToChatStream:
         self._id = completion_id
         self._created = created
         self._include_usage = include_usage
-        self._tools: dict[object, int] = {}  # Anthropic block index → chat tool-call index
+        self._tools: dict[int, int] = {}  # Anthropic block index → chat tool-call index
         self._usage: Json = {}
         self._finished = False
         self._stopped = False
@@ -119,6 +119,7 @@ class MessagesToChatStream:
         if not isinstance(data, Mapping):
             return []
         kind = data.get("type", name)
+        kind = kind if isinstance(kind, str) else name
         if name == "error" or kind == "error":
             return [_error_frame(data.get("error"))]
         handler = _HANDLERS.get(kind)
@@ -153,8 +154,11 @@ class MessagesToChatStream:
             return [self._chunk({"content": block["text"]})]
         if block.get("type") != "tool_use":
             return []
+        index = data.get("index")
+        if not isinstance(index, int):
+            return []
         number = len(self._tools)
-        self._tools[data.get("index")] = number
+        self._tools[index] = number
         function = {"name": block.get("name"), "arguments": ""}
         call = {"index": number, "id": block.get("id"), "type": "function", "function": function}
         return [self._chunk({"tool_calls": [call]})]
@@ -168,7 +172,8 @@ class MessagesToChatStream:
             return [self._chunk({"content": delta["text"]})]
         if kind == "thinking_delta" and delta.get("thinking"):
             return [self._chunk({"reasoning_content": delta["thinking"]})]
-        number = self._tools.get(data.get("index"))
+        index = data.get("index")
+        number = self._tools.get(index) if isinstance(index, int) else None
         if kind == "input_json_delta" and delta.get("partial_json") and number is not None:
             call = {"index": number, "function": {"arguments": delta["partial_json"]}}
             return [self._chunk({"tool_calls": [call]})]
