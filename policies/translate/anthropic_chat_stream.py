@@ -13,7 +13,8 @@ Chat chunks in, Anthropic events out, one chunk at a time with a few fields of s
 - blocks are numbered from 0 without gaps, and each is stopped before the next starts;
 - ``finish_reason`` stops the open block; ``message_delta`` (``stop_reason``, cumulative usage)
   follows on the usage chunk, or on ``[DONE]`` when none comes; ``[DONE]`` → ``message_stop``;
-- ``: comments`` → ``ping``; an in-band ``{"error": …}`` → an ``event: error``.
+- ``: comments`` → ``ping``; an in-band ``{"error": …}`` or ``finish_reason: "error"`` → an
+  ``event: error``; anything after the finish reason → nothing.
 
 A stream that ends without a finish reason produces neither ``message_delta`` nor
 ``message_stop``, from ``[DONE]`` or ``close()``: a cut stays visible as a cut.
@@ -170,6 +171,12 @@ class ChatToMessagesStream:
         out.append(event("message_start", {"type": "message_start", "message": message}))
 
     def _choice(self, out: list[bytes], choice: Mapping[str, Any]) -> None:
+        if self._stop_reason is not None:
+            return  # the message is over; a late piece would follow its last block
+        reason = choice.get("finish_reason")
+        if reason == "error":  # OpenRouter's failed generation, without an error object
+            out.append(_error_event({"message": "the upstream failed mid-answer"}))
+            return
         delta = choice.get("delta")
         if isinstance(delta, Mapping):
             if self._thinking:
@@ -181,8 +188,7 @@ class ChatToMessagesStream:
                 for position, call in enumerate(calls):
                     if isinstance(call, Mapping):
                         self._tool_call(out, call, position)
-        reason = choice.get("finish_reason")
-        if isinstance(reason, str) and reason and self._stop_reason is None:
+        if isinstance(reason, str) and reason:
             self._close_block(out)
             stop_reason = _STOP_REASONS.get(reason, "end_turn")
             if stop_reason == "end_turn" and self._tools_seen:

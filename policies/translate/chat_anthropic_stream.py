@@ -148,7 +148,7 @@ class MessagesToChatStream:
 
     def _block_start(self, data: Mapping[str, Any]) -> list[bytes]:
         block = data.get("content_block")
-        if not isinstance(block, Mapping):
+        if not isinstance(block, Mapping) or self._finished:
             return []
         if block.get("type") == "text" and isinstance(block.get("text"), str) and block["text"]:
             return [self._chunk({"content": block["text"]})]
@@ -165,7 +165,7 @@ class MessagesToChatStream:
 
     def _block_delta(self, data: Mapping[str, Any]) -> list[bytes]:
         delta = data.get("delta")
-        if not isinstance(delta, Mapping):
+        if not isinstance(delta, Mapping) or self._finished:
             return []
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):

@@ -308,3 +308,30 @@ def test_anthropic_events_in_any_valid_sse_spelling(frame: bytes) -> None:
     the colon, extra fields, data over two lines, no event line)."""
     translator = MessagesToChatStream("gpt", "chatcmpl-1", 1, include_usage=False)
     assert events(translator.feed(frame))[0][1]["choices"][0]["delta"] == {"content": "hi"}
+
+
+def test_a_failed_generation_is_an_error_not_an_ending() -> None:
+    """finish_reason "error" (OpenRouter) becomes an error event, never message_stop."""
+    translator = ChatToMessagesStream("claude", "msg_1")
+    translator.feed(_frame({"choices": [{"index": 0, "delta": {"content": "Hel"}}]}))
+    out = events(
+        translator.feed(_frame({"choices": [{"index": 0, "delta": {}, "finish_reason": "error"}]}))
+    )
+    assert [n for n, _ in out] == ["error"] and out[0][1]["error"]["type"] == "api_error"
+    assert translator.feed(b"data: [DONE]\n\n") == [] and translator.close() == []
+
+
+def test_nothing_follows_the_finish() -> None:
+    """Content after the finish (chat) or after message_delta (Anthropic) is not forwarded,
+    so the client's message ends with its last block."""
+    to_anthropic = ChatToMessagesStream("claude", "msg_1")
+    to_anthropic.feed(
+        _frame({"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}]})
+    )
+    assert to_anthropic.feed(_frame({"choices": [{"index": 0, "delta": {"content": "b"}}]})) == []
+    to_chat = MessagesToChatStream("gpt", "chatcmpl-1", 1, include_usage=False)
+    to_chat.feed(
+        _event({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {}})
+    )
+    late = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "b"}}
+    assert to_chat.feed(_event(late)) == []
