@@ -12,7 +12,8 @@ Chat chunks in, Anthropic events out, one chunk at a time with a few fields of s
   client later sends it there;
 - blocks are numbered from 0 without gaps, and each is stopped before the next starts;
 - ``finish_reason`` stops the open block; ``message_delta`` (``stop_reason``, cumulative usage)
-  follows on the usage chunk, or on ``[DONE]`` when none comes; ``[DONE]`` → ``message_stop``;
+  follows on the usage chunk (``usage``, or Groq's ``x_groq.usage``), or on ``[DONE]`` when
+  none comes; ``[DONE]`` → ``message_stop``;
 - ``: comments`` → ``ping``; an in-band ``{"error": …}`` or ``finish_reason: "error"`` → an
   ``event: error``; anything after the finish reason → nothing.
 
@@ -131,12 +132,13 @@ class ChatToMessagesStream:
         if chunk.get("error"):
             return [_error_event(chunk["error"])]
         out: list[bytes] = []
-        self._start(out, chunk.get("usage"))
+        usage = _usage_of(chunk)
+        self._start(out, usage)
         choices = chunk.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
             self._choice(out, choices[0])
-        if isinstance(chunk.get("usage"), Mapping):
-            self._usage = chunk["usage"]
+        if usage is not None:
+            self._usage = usage
             if self._stop_reason is not None:
                 self._message_delta(out)
         return out
@@ -264,6 +266,15 @@ class ChatToMessagesStream:
         delta = {"stop_reason": self._stop_reason, "stop_sequence": None}
         payload = {"type": "message_delta", "delta": delta, "usage": usage}
         out.append(event("message_delta", payload))
+
+
+def _usage_of(chunk: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The chunk's usage: ``usage``, or Groq's ``x_groq.usage`` on its last chunk."""
+    usage = chunk.get("usage")
+    if usage is None and "x_groq" in chunk:
+        groq = chunk["x_groq"]
+        usage = groq.get("usage") if isinstance(groq, Mapping) else None
+    return usage if isinstance(usage, Mapping) else None
 
 
 def _error_event(error: object) -> bytes:

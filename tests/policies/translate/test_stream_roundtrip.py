@@ -335,3 +335,16 @@ def test_nothing_follows_the_finish() -> None:
     )
     late = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "b"}}
     assert to_chat.feed(_event(late)) == []
+
+
+def test_groq_usage_is_read() -> None:
+    """Groq reports usage in x_groq.usage on its last chunk; the message_delta carries it."""
+    translator = ChatToMessagesStream("claude", "msg_1")
+    usage = {"prompt_tokens": 12, "completion_tokens": 3}
+    last = {
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "x_groq": {"usage": usage},
+    }
+    translator.feed(_frame({"choices": [{"index": 0, "delta": {"content": "hi"}}]}))
+    out = events(translator.feed(_frame(last)))
+    assert out[-1][1]["usage"]["output_tokens"] == 3 and out[-1][1]["usage"]["input_tokens"] == 12
