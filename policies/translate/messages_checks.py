@@ -2,10 +2,11 @@
 
 ``check_messages`` finds the first thing Anthropic itself would reject with a 400 (or that a
 translation could not read): the shape of ``messages``, ``system`` and ``max_tokens``, every
-content block, and each ``tool_result``'s link to an earlier ``tool_use``. It answers with a
+content block, each ``tool_result``'s link to an earlier ``tool_use``, and the shape of
+``tools`` and ``tool_choice``. It answers with a
 ``Problem`` naming the offending field by its path (``messages[2].content[0].tool_use_id``),
 which the shell renders as an Anthropic ``invalid_request_error``. Fields it does not name
-(tools, thinking, metadata, ...) are the upstream's to judge.
+(thinking, metadata, sampling, ...) are the upstream's to judge.
 
 Accepted, because Anthropic accepts them: role ``system`` inside ``messages`` (the current SDK
 has it), ``max_tokens: 0`` (cache pre-warming), the server-tool block types, and image sources
@@ -47,6 +48,7 @@ KNOWN_BLOCKS: Final = OPAQUE_BLOCKS | {
     "tool_result",
 }
 _DOCUMENT_SOURCES: Final = frozenset({"base64", "text", "content", "url", "file"})
+_TOOL_CHOICES: Final = frozenset({"auto", "any", "tool", "none"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,13 @@ def check_messages(obj: object) -> Problem | None:
     """The first problem in an Anthropic Messages request body, or None when it is sound."""
     if not isinstance(obj, Mapping):
         return Problem("the request body must be a JSON object", "")
-    return _check_max_tokens(obj) or _check_system(obj.get("system")) or _check_list(obj)
+    return (
+        _check_max_tokens(obj)
+        or _check_system(obj.get("system"))
+        or _check_tools(obj.get("tools"))
+        or _check_tool_choice(obj.get("tool_choice"))
+        or _check_list(obj)
+    )
 
 
 def _check_max_tokens(obj: Mapping[str, Any]) -> Problem | None:
@@ -84,6 +92,37 @@ def _check_system(system: object) -> Problem | None:
             return Problem(f"{where} must be a text block", where)
         if not isinstance(block.get("text"), str):
             return Problem(f"{where}.text must be a string", f"{where}.text")
+    return None
+
+
+def _check_tools(tools: object) -> Problem | None:
+    """Tools are objects with a name; a custom tool (no versioned ``type``) has a schema."""
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return Problem("tools must be a list of tools", "tools")
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(tool, Mapping):
+            return Problem(f"{where} must be an object", where)
+        problem = _need_str(tool, "name", where, non_empty=True)
+        if problem is not None:
+            return problem
+        custom = tool.get("type") in (None, "custom")
+        if custom and not isinstance(tool.get("input_schema"), Mapping):
+            return Problem(f"{where}.input_schema must be an object", f"{where}.input_schema")
+    return None
+
+
+def _check_tool_choice(choice: object) -> Problem | None:
+    if choice is None:
+        return None
+    if not isinstance(choice, Mapping) or choice.get("type") not in _TOOL_CHOICES:
+        return Problem(
+            "tool_choice must be an object of type auto, any, tool or none", "tool_choice"
+        )
+    if choice["type"] == "tool":
+        return _need_str(choice, "name", "tool_choice", non_empty=True)
     return None
 
 

@@ -60,6 +60,15 @@ GOOD = [
             [{"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}]
         )
     ),
+    body(
+        user("hi"),
+        tools=[
+            {"name": "read", "input_schema": {"type": "object"}},
+            {"type": "bash_20250124", "name": "bash"},
+            {"type": "web_search_20250305", "name": "web_search"},
+        ],
+        tool_choice={"type": "tool", "name": "read"},
+    ),
 ]
 
 BAD: list[tuple[object, str, str]] = [
@@ -132,6 +141,12 @@ BAD: list[tuple[object, str, str]] = [
         "only text blocks",
     ),
     (body(user([{"type": "document", "source": {}}])), "messages[0].content[0].source", "object"),
+    (body(user("hi"), tools={"name": "x"}), "tools", "list"),
+    (body(user("hi"), tools=["read"]), "tools[0]", "object"),
+    (body(user("hi"), tools=[{"input_schema": {}}]), "tools[0].name", "non-empty"),
+    (body(user("hi"), tools=[{"name": "read"}]), "tools[0].input_schema", "object"),
+    (body(user("hi"), tool_choice="auto"), "tool_choice", "auto, any, tool or none"),
+    (body(user("hi"), tool_choice={"type": "tool"}), "tool_choice.name", "non-empty"),
 ]
 
 
