@@ -60,10 +60,10 @@ def event(type_: str, payload: Json) -> bytes:
 def chat_usage(usage: object, *, with_output: bool) -> Json:
     """Anthropic usage from chat usage. Chat's ``prompt_tokens`` include the cached ones;
     Anthropic counts cache reads apart from ``input_tokens``."""
-    if not isinstance(usage, Mapping):
+    if not isinstance(usage, dict):
         return {"input_tokens": 0, "output_tokens": 0}
     details = usage.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, Mapping) else 0
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
     out = {
         "input_tokens": max(_count(usage.get("prompt_tokens")) - cached, 0),
         "cache_creation_input_tokens": 0,
@@ -127,7 +127,7 @@ class ChatToMessagesStream:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return []  # not a chunk: nothing a client could use
-        if not isinstance(chunk, Mapping):
+        if not isinstance(chunk, dict):
             return []
         if chunk.get("error"):
             return [_error_event(chunk["error"])]
@@ -135,7 +135,7 @@ class ChatToMessagesStream:
         usage = _usage_of(chunk)
         self._start(out, usage)
         choices = chunk.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             self._choice(out, choices[0])
         if usage is not None:
             self._usage = usage
@@ -180,7 +180,7 @@ class ChatToMessagesStream:
             out.append(_error_event({"message": "the upstream failed mid-answer"}))
             return
         delta = choice.get("delta")
-        if isinstance(delta, Mapping):
+        if isinstance(delta, dict):
             if self._thinking:
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 self._text(out, _Open.THINKING, reasoning)
@@ -188,7 +188,7 @@ class ChatToMessagesStream:
             calls = delta.get("tool_calls")
             if isinstance(calls, list):
                 for position, call in enumerate(calls):
-                    if isinstance(call, Mapping):
+                    if isinstance(call, dict):
                         self._tool_call(out, call, position)
         if isinstance(reason, str) and reason:
             self._close_block(out)
@@ -220,7 +220,7 @@ class ChatToMessagesStream:
         if not isinstance(index, int):
             index = position
         function = call.get("function")
-        function = function if isinstance(function, Mapping) else {}
+        function = function if isinstance(function, dict) else {}
         if self._open is not _Open.TOOL or index != self._tool:
             if index in self._tools_seen:
                 return
@@ -273,15 +273,15 @@ def _usage_of(chunk: Mapping[str, Any]) -> Mapping[str, Any] | None:
     usage = chunk.get("usage")
     if usage is None and "x_groq" in chunk:
         groq = chunk["x_groq"]
-        usage = groq.get("usage") if isinstance(groq, Mapping) else None
-    return usage if isinstance(usage, Mapping) else None
+        usage = groq.get("usage") if isinstance(groq, dict) else None
+    return usage if isinstance(usage, dict) else None
 
 
 def _error_event(error: object) -> bytes:
     """An in-band chat error as Anthropic's ``event: error``, typed as closely as it says."""
     message = "upstream error"
     status = 500
-    if isinstance(error, Mapping):
+    if isinstance(error, dict):
         if isinstance(error.get("message"), str) and error["message"]:
             message = error["message"]
         status = _status_hint(error)

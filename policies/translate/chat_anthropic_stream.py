@@ -50,7 +50,7 @@ def completion_id(message_id: object) -> str:
 
 def openai_usage(usage: object) -> Json:
     """Chat usage from Anthropic usage: prompt tokens include cache reads and writes."""
-    fields = usage if isinstance(usage, Mapping) else {}
+    fields = usage if isinstance(usage, dict) else {}
     fresh, output, read, written = (
         _count(fields.get(k))
         for k in (
@@ -116,7 +116,7 @@ class MessagesToChatStream:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return []
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             return []
         kind = data.get("type", name)
         kind = kind if isinstance(kind, str) else name
@@ -142,13 +142,13 @@ class MessagesToChatStream:
 
     def _message_start(self, data: Mapping[str, Any]) -> list[bytes]:
         message = data.get("message")
-        if isinstance(message, Mapping) and isinstance(message.get("usage"), Mapping):
+        if isinstance(message, dict) and isinstance(message.get("usage"), dict):
             self._usage.update(message["usage"])
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _block_start(self, data: Mapping[str, Any]) -> list[bytes]:
         block = data.get("content_block")
-        if not isinstance(block, Mapping) or self._finished:
+        if not isinstance(block, dict) or self._finished:
             return []
         if block.get("type") == "text" and isinstance(block.get("text"), str) and block["text"]:
             return [self._chunk({"content": block["text"]})]
@@ -165,7 +165,7 @@ class MessagesToChatStream:
 
     def _block_delta(self, data: Mapping[str, Any]) -> list[bytes]:
         delta = data.get("delta")
-        if not isinstance(delta, Mapping) or self._finished:
+        if not isinstance(delta, dict) or self._finished:
             return []
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
@@ -180,11 +180,11 @@ class MessagesToChatStream:
         return []
 
     def _message_delta(self, data: Mapping[str, Any]) -> list[bytes]:
-        if isinstance(data.get("usage"), Mapping):
+        if isinstance(data.get("usage"), dict):
             # cumulative counts: the latest value of each field wins
             self._usage.update({k: v for k, v in data["usage"].items() if v is not None})
         delta = data.get("delta")
-        reason = delta.get("stop_reason") if isinstance(delta, Mapping) else None
+        reason = delta.get("stop_reason") if isinstance(delta, dict) else None
         if not isinstance(reason, str) or self._finished:
             return []
         self._finished = True
@@ -238,7 +238,7 @@ def _fields(frame: bytes) -> tuple[str, bytes | None]:
 
 def _error_frame(error: object) -> bytes:
     """An Anthropic in-band error as the chat ``{"error": …}`` frame; its type is the code."""
-    inner = error if isinstance(error, Mapping) else {}
+    inner = error if isinstance(error, dict) else {}
     kind = inner.get("type")
     kind = kind if isinstance(kind, str) else "api_error"
     message = inner.get("message")
