@@ -74,8 +74,9 @@ def request(obj: Mapping[str, Any], model: str, *, reasoning_effort: bool = Fals
         )
     out: Json = {"model": model, "messages": _messages(obj), "max_tokens": obj["max_tokens"]}
     for key in ("temperature", "top_p"):
-        if obj.get(key) is not None:
-            out[key] = obj[key]
+        value = obj.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value
     stops = obj.get("stop_sequences")
     if isinstance(stops, list) and stops:
         out["stop"] = stops[:MAX_STOP_SEQUENCES]
@@ -100,9 +101,9 @@ def _messages(obj: Mapping[str, Any]) -> list[Json]:
         if role == "system":
             out.append({"role": "system", "content": _system_text(content)})
         elif role == "assistant":
-            message = _assistant(content)
-            if message["content"] or "tool_calls" in message:  # e.g. not only thinking
-                out.append(message)
+            turn = _assistant(content)
+            if turn["content"] or "tool_calls" in turn:  # e.g. not only thinking
+                out.append(turn)
         else:
             out.extend(_user(content, f"messages[{i}]"))
     return out
