@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
-from policies.translate.anthropic_errors import error_object
+from policies.translate.anthropic_errors import error_body as anthropic_error
 
 JSON = "application/json"
 
@@ -62,7 +62,7 @@ def responses_error_frame(message: str, code: str) -> bytes:
 def messages_error_frame(message: str, status: int = 529) -> bytes:
     """The Anthropic Messages API's in-band ``error`` event (the Anthropic SDK raises it as
     the ``APIStatusError`` for ``status``'s error type; 529 is ``overloaded_error``)."""
-    frame = orjson.dumps(error_object(status, message))
+    frame = orjson.dumps(anthropic_error(status, message))
     return b"event: error\ndata: " + frame + b"\n\n"
 
 
