@@ -82,6 +82,7 @@ class Respond(_Ends):
 
 class GiveUpKind(Enum):
     NO_MODEL = "no_model"  # 404: no enabled target serves the model
+    UNSUPPORTED = "unsupported"  # 400: targets serve the model, none what the request needs
     RATE_LIMITED = "rate_limited"  # 429 + Retry-After: waiting would help
     UNAVAILABLE = "unavailable"  # 503: every target failed or is out
 

@@ -266,12 +266,24 @@ def _exhausted(
         kind, retry_after = GiveUpKind.RATE_LIMITED, BUSY_RETRY_S
     elif last is None and not state.model_served:
         kind, retry_after = GiveUpKind.NO_MODEL, None
+    elif last is None and _lacks_capability(decision):
+        kind, retry_after = GiveUpKind.UNSUPPORTED, None
     elif decision.chosen is not None:  # a lane is free, but this request's budget is spent
         kind, retry_after = GiveUpKind.UNAVAILABLE, None
     else:
         retry_after = decision.wait_s(now, state.back_at.values(), BUSY_RETRY_S)
         kind = GiveUpKind.UNAVAILABLE if retry_after is None else GiveUpKind.RATE_LIMITED
     return done, Transition((), GiveUp(kind, why, retry_after, decision, last, plan))
+
+
+def _lacks_capability(decision: Decision) -> bool:
+    """Whether the targets that serve the model were all left out for lacking something the
+    request needs: waiting or retrying cannot help, the request must change."""
+    reasons = {r.reason for r in decision.rejections}
+    return Exclusion.NO_CAPABILITY in reasons and reasons <= _UNFIT
+
+
+_UNFIT = frozenset({Exclusion.NO_MODEL, Exclusion.NO_CAPABILITY})
 
 
 # --- streams ---------------------------------------------------------------------------------

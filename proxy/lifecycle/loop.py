@@ -149,6 +149,7 @@ class Driver:
         sent = self._outgoing(lane, body)
         if sent is None:  # a reload removed the target since it was chosen
             return lc.LeaseRefused(lane)
+        run.dropped = sent.dropped
         stream = run.creq.stream or leg is not None
         after_s = hedge_after_s(run, lane) if command.hedge and leg is None else None
         twin = self._outgoing(command.hedge) if command.hedge and after_s is not None else None
@@ -287,7 +288,7 @@ class Driver:
         if isinstance(command, lc.GiveUp):
             last = self.failures[command.last.lane.lane_id] if command.last else None
             reply = give_up(run, command, last)
-            if command.kind is lc.GiveUpKind.NO_MODEL:
+            if command.kind in (lc.GiveUpKind.NO_MODEL, lc.GiveUpKind.UNSUPPORTED):
                 return _answer(run, Outcome.CLIENT_ERROR, reply)
             return _answer(run, Outcome.REJECTED if last is None else Outcome.UPSTREAM_ERROR, reply)
         out = self.out

@@ -40,6 +40,8 @@ def busy(run: Run, reason: str) -> web.Response:
 def give_up(run: Run, command: GiveUp, last: Failed | None) -> web.Response:
     if command.kind is GiveUpKind.NO_MODEL:
         return _model_not_found(run)
+    if command.kind is GiveUpKind.UNSUPPORTED:
+        return _unsupported(run)
     decision = command.decision
     served = (
         [r for r in decision.rejections if r.reason is not Exclusion.NO_MODEL] if decision else []
@@ -118,5 +120,35 @@ def _model_not_found(run: Run) -> web.Response:
         f"Served models: {served}",
         param="model",
         code="model_not_found",
+        headers={"x-sidestep-request-id": run.creq.request_id},
+    )
+
+
+_NEEDS = {
+    "responses_state": "previous_response_id or conversation (a response stored upstream: "
+    "only a target with the Responses API natively, capability 'responses', has it)",
+    "streaming": "streaming",
+    "tools": "tools",
+    "vision": "images",
+}
+
+
+def _unsupported(run: Run) -> web.Response:
+    """Every target that serves the model lacks something the request needs: a 400 naming
+    what, per target, since only a different request (or config) can help."""
+    fleet, model = run.gw.fleet, run.creq.model
+    lacking = {
+        rt.config.id: sorted(run.creq.needs - rt.capabilities)
+        for rt in fleet.targets.values()
+        if rt.config.enabled and rt.serves(model) is not None
+    }
+    missing = sorted({need for needs in lacking.values() for need in needs})
+    what = "; ".join(_NEEDS.get(need, need) for need in missing)
+    per_target = ", ".join(f"{t}: lacks {', '.join(n)}" for t, n in lacking.items() if n)
+    return error_response(
+        400,
+        f"no target serving '{model}' can take this request: it needs {what}; {per_target}",
+        param=missing[0] if len(missing) == 1 and missing[0] != "responses_state" else None,
+        code="unsupported_request",
         headers={"x-sidestep-request-id": run.creq.request_id},
     )

@@ -28,6 +28,7 @@ class Run:
         self.session_target = gw.pinned.get(creq.session or "default") or (
             gw.affinity.get(creq.session, self.started) if creq.session else None
         )
+        self.dropped: tuple[str, ...] = ()  # what translation left out (built-in tools)
         self.record = RequestRecord(
             request_id=creq.request_id,
             endpoint=creq.endpoint.value,
@@ -63,12 +64,15 @@ class Run:
                 self.creq.session, lease.runtime.config.id, self.gw.clock.monotonic()
             )
         self.record.upstream_model = lease.model
-        return {
+        headers = {
             "x-sidestep-request-id": self.creq.request_id,
             "x-sidestep-target": lease.runtime.config.id,
             "x-sidestep-attempts": str(len(self.record.attempts)),
             "x-sidestep-failovers": str(self.record.failovers),
         }
+        if self.dropped:
+            headers["x-sidestep-dropped"] = ",".join(self.dropped)
+        return headers
 
     def account_usage(self, lease: Lease) -> None:
         """Correct the key's token budget with what the upstream reported."""

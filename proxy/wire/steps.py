@@ -8,7 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from policies.translate import StreamTranslator, responses_chat
+from policies.translate import StreamTranslator, anthropic_chat, chat_anthropic, responses_chat
+from policies.translate.anthropic_chat_stream import ChatToMessagesStream
+from policies.translate.chat_anthropic_stream import MessagesToChatStream
 from policies.translate.paths import Wire
 from policies.translate.responses_chat_stream import ChatToResponsesStream
 
@@ -67,8 +69,57 @@ class ResponsesOverChat:
         return ChatToResponsesStream(self.response_id, context.model, context.created, self.client)
 
 
+class MessagesOverChat:
+    """An Anthropic client on a chat completions target (``policies.translate.anthropic_chat``).
+    ``thinking`` is dropped (no way to know the target takes ``reasoning_effort``), and a
+    target's reasoning text is not shown as thinking blocks: they would carry no signature,
+    and Anthropic refuses unsigned thinking when a client sends the turn back."""
+
+    dropped: tuple[str, ...] = ()
+
+    def __init__(self, context: StepContext) -> None:
+        self.context = context
+        self.message_id = "msg_" + context.request_id
+
+    def request(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return anthropic_chat.request(obj, self.context.model)
+
+    def answer(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return anthropic_chat.answer(obj)
+
+    def stream(self) -> StreamTranslator:
+        return ChatToMessagesStream(self.context.model, self.message_id)
+
+
+class ChatOverMessages:
+    """A chat completions client on an Anthropic target (``policies.translate.chat_anthropic``)."""
+
+    dropped: tuple[str, ...] = ()
+
+    def __init__(self, context: StepContext) -> None:
+        self.context = context
+        self.completion_id = "chatcmpl-" + context.request_id
+        self.include_usage = False
+
+    def request(self, obj: dict[str, Any]) -> dict[str, Any]:
+        options = obj.get("stream_options")
+        self.include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return chat_anthropic.request(obj, self.context.model)
+
+    def answer(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return chat_anthropic.answer(obj, created=self.context.created)
+
+    def stream(self) -> StreamTranslator:
+        context = self.context
+        return MessagesToChatStream(
+            context.model, self.completion_id, context.created, include_usage=self.include_usage
+        )
+
+
 STEPS: dict[tuple[Wire, Wire], Callable[[StepContext], Step]] = {
     (Wire.RESPONSES, Wire.CHAT): ResponsesOverChat,
+    (Wire.MESSAGES, Wire.CHAT): MessagesOverChat,
+    (Wire.CHAT, Wire.MESSAGES): ChatOverMessages,
 }
 """The step for each hop (from the client's side to the target's)."""
 
