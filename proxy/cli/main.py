@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -51,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = resolve_config(args.config)
     host = args.host or config.listen.host
     port = args.port if args.port is not None else config.listen.port
+    args.bound_port = port  # named by the error if it is taken
     print(f"sidestep {__version__}: {config.source or 'targets built from the environment'}")
     for line in describe_targets(config):
         print("  " + line)
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sidestep {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument(
@@ -121,8 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         help=f"YAML config (default ./{DEFAULT_CONFIG}, else provider keys from the environment)",
     )
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="address to bind (default: the config's listen.host)")
+    serve.add_argument(
+        "--port", type=int, help="port to bind, 0 for any free one (default: listen.port, 8787)"
+    )
     serve.add_argument(
         "--grace",
         type=_positive_seconds,
@@ -132,13 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a config and print its targets (keys masked)")
-    check.add_argument("--config", "-c")
+    check.add_argument(
+        "--config", "-c", help=f"YAML config (default ./{DEFAULT_CONFIG}, else the environment)"
+    )
     check.set_defaults(func=cmd_check)
 
     demo = sub.add_parser(
         "demo", help="run sidestep against built-in simulated providers (no keys needed)"
     )
-    demo.add_argument("--port", type=int, default=8787)
+    demo.add_argument(
+        "--port", type=int, default=8787, help="port to serve on, 0 for any free one (8787)"
+    )
     demo.add_argument("--no-tour", action="store_true", help="skip the scripted requests at start")
     demo.add_argument("--exit", action="store_true", help="exit after the tour instead of serving")
     demo.set_defaults(func=cmd_demo)
@@ -147,23 +155,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a process that SIGPIPE ended (``sidestep status | head``)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare ``sidestep``: what it can do, not an argparse error
+        parser.print_help()
+        return 0
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a reader that went away is a BrokenPipeError here
+        return code
     except ConfigError as exc:
         print(f"sidestep: config error\n{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:
+        return _reader_gone()
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"sidestep: {_port_in_use(args)}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"sidestep: {exc}", file=sys.stderr)
         return 1
+
+
+def _port_in_use(args: argparse.Namespace) -> str:
+    port = getattr(args, "bound_port", None) or getattr(args, "port", None)
+    where = f"port {port}" if port else "the port"
+    hint = f"sidestep {args.command} --port {port + 1}" if port else "--port"
+    return f"{where} is already in use (another sidestep?); choose another with {hint}"
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away (``| head``): exit quietly, as ``cat`` would. stdout
+    now points at /dev/null so the interpreter's final flush cannot complain either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
