@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
@@ -95,6 +96,8 @@ async def status(request: web.Request) -> web.Response:
             "version": __version__,
             "uptime_s": round(gw.clock.monotonic() - gw.started, 3),
             "config": gw.config.source,
+            # the real path, so ``sidestep`` commands can tell this gateway's file from another
+            "config_path": None if gw.config.source is None else os.path.realpath(gw.config.source),
             "reload": gw.reload_status,
             "in_flight": gw.admission.in_flight,
             "queued": gw.admission.queued,
