@@ -56,7 +56,7 @@ async def test_config_describing_another_gateway_is_refused(
 ) -> None:
     """A config whose listen is served by a gateway started from another file: refused,
     naming both files, and that gateway is not reloaded."""
-    first, second = two
+    _, second = two
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "sidestep.yaml").write_text(second.path.read_text())  # same listen, other file
