@@ -144,11 +144,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         latency = "-" if t["latency_ewma_s"] is None else f"{t['latency_ewma_s'] * 1000:.0f} ms"
         usage = ", ".join(f"{u.get('rpm') or 0:g}/{u.get('tpm') or 0:g}" for u in t["usage"])
-        err = (
-            "-"
-            if not t["last_error"]
-            else f"{t['last_error']['class']} at {_when(t['last_error']['at'])}"
-        )
+        err = _last_error(t.get("last_error"))
         rows.append(
             (t["id"], state, str(t["in_flight"]), f"{t['health']:.2f}", latency, usage, err)
         )
@@ -156,6 +152,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return EXIT_OK
+
+
+def _last_error(last: dict[str, Any] | None) -> str:
+    """``rate_limited 429 at 12:00:03`` / ``interrupted_stream (reset after 6 chunks) at …``."""
+    if not last:
+        return "-"
+    status = f" {last['status']}" if last.get("status") else ""
+    detail = f" ({last['detail']})" if last.get("detail") else ""
+    return f"{last['class']}{status}{detail} at {_when(last['at'])}"
 
 
 def _segment(value: str) -> str:
