@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +22,8 @@ from proxy.config import (
     load_config,
     with_env_defaults,
 )
+from proxy.observe import console_log
+from proxy.observe.console_log import LogFormat
 
 DEFAULT_CONFIG = "sidestep.yaml"
 
@@ -67,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = make_app(config)
     gw = app[GATEWAY]
+    console_log.install(gw.events)
 
     def settings() -> Server:
         """The live ``server`` section, with ``--grace`` over it."""
@@ -133,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="after SIGTERM, how long in-flight requests may finish (server.shutdown_grace_s)",
     )
+    serve.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no line per request on the console (requests sidestep failed are still logged)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        default=LogFormat.TEXT.value,
+        help="text (default; colour on a terminal) or json: one object per line",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a config and print its targets (keys masked)")
@@ -166,10 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # bare ``sidestep``: what it can do, not an argparse error
         parser.print_help()
         return 0
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    console_log.configure(
+        sys.stderr,
+        LogFormat(getattr(args, "log_format", LogFormat.TEXT)),
+        verbose=args.verbose,
+        quiet=getattr(args, "quiet", False),
     )
     try:
         code = int(args.func(args))

@@ -32,6 +32,9 @@ class AttemptRecord:
     error_class: str  # "ok" when it served the request
     status: int | None
     latency_s: float
+    retry_after_s: float | None = None  # the upstream's Retry-After, when it sent one
+    cooldown_s: float = 0.0  # how long the lane (or key, or target) was set aside for
+    next_step: str | None = None  # after a failure: ``policies.retry.Step`` value
 
 
 @dataclass(slots=True)
