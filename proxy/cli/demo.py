@@ -32,7 +32,12 @@ def demo_config(urls: dict[str, str], port: int) -> Config:
             "cooldown": {"rate_limited_s": 5},
             "streams": {"provenance_comment": True},
             "targets": [
-                {"id": name, "base_url": url, "models": ["*"], "priority": _PRIORITY.get(name, 0)}
+                {
+                    "id": name,
+                    "base_url": url,
+                    "models": [DEMO_MODEL, "*"],  # listed by /v1/models, and any name served
+                    "priority": _PRIORITY.get(name, 0),
+                }
                 for name, url in urls.items()
             ],
         }
@@ -46,7 +51,7 @@ async def run_demo(*, port: int, tour: bool, stay: bool) -> int:
         print("simulated providers (all on loopback):")
         for name, url in urls.items():
             print(f"  {name:<12} {url}   priority {_PRIORITY.get(name, 0)}")
-        app = make_app(demo_config(urls, port))
+        app = make_app(demo_config(urls, port), discover_models=True)
         if stay:
             await serve_until_stopped(
                 app, "127.0.0.1", port, on_started=lambda bound: _started(bound, tour, stay=True)

@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         url = client_base_url(host, bound)
         print(f"listening on {url}  (set OPENAI_BASE_URL to this)", flush=True)
 
-    app = make_app(config)
+    app = make_app(config, discover_models=True)
     gw = app[GATEWAY]
     console_log.install(gw.events)
 
