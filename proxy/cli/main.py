@@ -11,7 +11,9 @@ from pathlib import Path
 
 from proxy import __version__
 from proxy.cli import admin as cli_admin
+from proxy.cli import init as cli_init
 from proxy.cli import sessions as cli_sessions
+from proxy.cli.local_ollama import probe_ollama
 from proxy.cli.urls import client_base_url
 from proxy.config import (
     Config,
@@ -30,10 +32,14 @@ DEFAULT_CONFIG = "sidestep.yaml"
 
 def resolve_config(path: str | None) -> Config:
     """``--config``, else ``./sidestep.yaml``, else zero-config from provider keys in the
-    environment. Raises ``ConfigError``."""
+    environment (and an Ollama answering on its default port). Raises ``ConfigError``."""
     if path is None and Path(DEFAULT_CONFIG).is_file():
         path = DEFAULT_CONFIG
-    config = load_config(path) if path is not None else config_from_env(os.environ)
+    if path is not None:
+        config = load_config(path)
+    else:
+        local = None if os.environ.get("OLLAMA_HOST", "").strip() else probe_ollama()
+        config = config_from_env(os.environ, local)
     return with_env_defaults(config, os.environ)
 
 
@@ -164,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-tour", action="store_true", help="skip the scripted requests at start")
     demo.add_argument("--exit", action="store_true", help="exit after the tour instead of serving")
     demo.set_defaults(func=cmd_demo)
+    cli_init.register(sub)
     cli_admin.register(sub)
     cli_sessions.register(sub)
     return parser

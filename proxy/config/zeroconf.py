@@ -2,7 +2,9 @@
 
 Running ``sidestep`` with no ``--config`` serves every provider whose key is set, most
 preferred first: Anthropic, OpenAI, OpenRouter, Gemini, Groq, then a local Ollama when
-``OLLAMA_HOST`` is set. Blank variables count as unset.
+``OLLAMA_HOST`` is set, or else when the caller found one answering on its default port
+(``local_ollama``; the probe is the CLI's, this module does no I/O). Blank variables count
+as unset.
 """
 
 from __future__ import annotations
@@ -72,9 +74,10 @@ OLLAMA_PRIORITY = 10
 ENV_NAMES = (*(name for p in PROVIDERS for name in p.env), "OLLAMA_HOST")
 
 
-def config_from_env(environ: Mapping[str, str]) -> Config:
+def config_from_env(environ: Mapping[str, str], local_ollama: str | None = None) -> Config:
     """A config with one target per provider configured in ``environ`` and defaults for
-    everything else. Raises ``ConfigError`` when there is none."""
+    everything else; ``local_ollama`` is the base URL of an Ollama found on its default port,
+    used when ``OLLAMA_HOST`` is unset. Raises ``ConfigError`` when there is none."""
     targets: list[Target] = []
     for provider in PROVIDERS:
         found = next(((n, environ[n]) for n in provider.env if environ.get(n, "").strip()), None)
@@ -90,18 +93,15 @@ def config_from_env(environ: Mapping[str, str]) -> Config:
             }
             targets.append(_target(name, spec))
     host = environ.get("OLLAMA_HOST", "").strip()
-    if host:
-        spec = {
-            "id": "ollama",
-            "base_url": ollama_base_url(host),
-            "models": ("*",),
-            "priority": OLLAMA_PRIORITY,
-        }
+    ollama = ollama_base_url(host) if host else local_ollama
+    if ollama is not None:
+        spec = {"id": "ollama", "base_url": ollama, "models": ("*",), "priority": OLLAMA_PRIORITY}
         targets.append(_target("OLLAMA_HOST", spec))
     if not targets:
         raise ConfigError(
             "no provider keys found in the environment; set one of "
-            f"{', '.join(ENV_NAMES)} or pass --config"
+            f"{', '.join(ENV_NAMES)} (or start Ollama on 127.0.0.1:{OLLAMA_DEFAULT_PORT}), "
+            "run `sidestep init` to write a starter config, or pass --config"
         )
     return Config(targets=tuple(targets)).with_source(None)
 

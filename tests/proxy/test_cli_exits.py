@@ -63,7 +63,7 @@ async def test_bare_sidestep_prints_help(tmp_path: Path) -> None:
     code, out, err = await run_cli(cwd=tmp_path)
     assert code == 0, err
     assert out.startswith("usage: sidestep")
-    for command in ("serve", "check", "demo", "status", "reload"):
+    for command in ("serve", "check", "init", "demo", "status", "reload"):
         assert command in out
     assert err == ""
 
