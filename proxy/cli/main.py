@@ -20,6 +20,7 @@ from proxy.config import (
     ConfigError,
     Server,
     config_from_env,
+    config_warnings,
     describe_targets,
     load_config,
     with_env_defaults,
@@ -48,7 +49,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"config ok: {config.source or 'built from the environment'}")
     for line in describe_targets(config):
         print("  " + line)
-    return 0
+    for warning in config_warnings(config):
+        print(f"warning: {warning}")
+    if not args.probe:
+        return 0
+    from proxy.cli.probe import probe_targets
+    from proxy.http.server import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        lines = loop.run_until_complete(probe_targets(config))
+    finally:
+        loop.close()
+    print("probe (GET /models with each key):")
+    for line in lines:
+        print("  " + line)
+    return 1 if any(line.startswith("FAIL") for line in lines) else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -63,6 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"sidestep {__version__}: {config.source or 'targets built from the environment'}")
     for line in describe_targets(config):
         print("  " + line)
+    for warning in config_warnings(config):
+        print(f"warning: {warning}")
     if config.admin.token is None:
         print("admin API: loopback clients only (set admin.token or SIDESTEP_ADMIN_TOKEN)")
     else:
@@ -158,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and print its targets (keys masked)")
     check.add_argument(
         "--config", "-c", help=f"YAML config (default ./{DEFAULT_CONFIG}, else the environment)"
+    )
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also ask each target for its model list with each key: reachable? key accepted?",
     )
     check.set_defaults(func=cmd_check)
 
