@@ -218,12 +218,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def explain(record: dict[str, Any]) -> str:
     """Why a request went where it went, in a few lines."""
+    split = [(w["target"], w["chars"]) for w in record.get("written_by", [])]
+    served = "→".join(t for t, _ in split) or record.get("served_by") or "nobody"
     lines = [
         f"{record['request_id']}  {record['endpoint']}  model {record['client_model']}"
         f"  -> {record['outcome']} ({record.get('status')})"
-        f" served by {record.get('served_by') or 'nobody'}"
+        f" served by {served}"
+        f"  attempts {len(record.get('attempts', []))}"
         f"  failovers {record['failovers']}  resumes {record['resumes']}"
     ]
+    if len(split) > 1:
+        total = sum(n for _, n in split) or 1
+        parts = ", ".join(f"{t} {n} chars ({100 * n / total:.0f}%)" for t, n in split)
+        lines.append(f"  written by: {parts}  (x-sidestep-target names the first)")
     for i, decision in enumerate(record.get("decisions", []), 1):
         ranked = ", ".join(f"{r['lane']} {r['score']:.3f}" for r in decision.get("ranked", []))
         lines.append(

@@ -9,6 +9,7 @@ of requests through the gateway printing which target served each and how, then 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import aiohttp
 import orjson
@@ -111,13 +112,31 @@ async def _one(http: aiohttp.ClientSession, base: str, n: int, stream: bool) -> 
     elapsed_ms = (time.perf_counter() - started) * 1000
     kind = "stream" if stream else "plain "
     served = h.get("x-sidestep-target", "-")
-    attempts, failovers = h.get("x-sidestep-attempts", "?"), h.get("x-sidestep-failovers", "?")
-    detail = f"attempts={attempts} failovers={failovers}"
+    # The headers went out with the first segment; the finished record also counts the
+    # attempts that resumed the stream (what ``sidestep explain`` lists).
+    record = await _record(http, base, h.get("x-sidestep-request-id", ""))
+    if record is not None:
+        served = "→".join(w["target"] for w in record["written_by"]) or served
+        attempts, failovers, resumes = (
+            len(record["attempts"]),
+            record["failovers"],
+            record["resumes"],
+        )
+    else:
+        attempts, failovers, resumes = "?", "?", "?"
+    detail = f"attempts={attempts} failovers={failovers} resumes={resumes}"
     outcome = _summarise(raw, stream) if resp.status == 200 else f"HTTP {resp.status}"
     print(
-        f"  #{n} {kind} -> served by {served:<12} {detail}  {elapsed_ms:6.0f} ms  {outcome}",
+        f"  #{n} {kind} -> served by {served:<14} {detail}  {elapsed_ms:6.0f} ms  {outcome}",
         flush=True,
     )
+
+
+async def _record(http: aiohttp.ClientSession, base: str, request_id: str) -> Any:
+    """The finished request's record from the admin API (the demo serves on loopback)."""
+    url = base.removesuffix("/v1") + f"/admin/requests/{request_id}"
+    async with http.get(url) as resp:
+        return orjson.loads(await resp.read()) if resp.status == 200 else None
 
 
 def _summarise(raw: bytes, stream: bool) -> str:
