@@ -115,16 +115,13 @@ async def _one(http: aiohttp.ClientSession, base: str, n: int, stream: bool) -> 
     # The headers went out with the first segment; the finished record also counts the
     # attempts that resumed the stream (what ``sidestep explain`` lists).
     record = await _record(http, base, h.get("x-sidestep-request-id", ""))
+    detail = "attempts=? failovers=? resumes=?"
     if record is not None:
         served = "→".join(w["target"] for w in record["written_by"]) or served
-        attempts, failovers, resumes = (
-            len(record["attempts"]),
-            record["failovers"],
-            record["resumes"],
+        detail = (
+            f"attempts={len(record['attempts'])} failovers={record['failovers']}"
+            f" resumes={record['resumes']}"
         )
-    else:
-        attempts, failovers, resumes = "?", "?", "?"
-    detail = f"attempts={attempts} failovers={failovers} resumes={resumes}"
     outcome = _summarise(raw, stream) if resp.status == 200 else f"HTTP {resp.status}"
     print(
         f"  #{n} {kind} -> served by {served:<14} {detail}  {elapsed_ms:6.0f} ms  {outcome}",
