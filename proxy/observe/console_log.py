@@ -17,22 +17,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TextIO
 
 import orjson
 
+from policies.routing import Exclusion
 from proxy.lifecycle.record import (
     AttemptRecord,
     Outcome,
     RequestFinished,
     RequestRecord,
     SegmentRecord,
-    final_exclusions,
 )
-from proxy.observe.events import EventBus
+from proxy.observe.events import AdmissionRejected, EventBus
 
 REQUEST_LOGGER = "sidestep.requests"
 log = logging.getLogger(REQUEST_LOGGER)
@@ -100,7 +100,7 @@ def request_line(record: RequestRecord) -> RequestLine:
     reasons = [attempt_reason(a) for a in record.attempts if a.error_class != "ok"]
     reasons += segment_reasons(record.segments)
     if not record.attempts:  # refused without trying: say what each lane lacked
-        reasons += [f"left out {x}" for x in final_exclusions(record) or []]
+        reasons += _unrouted(record)
     if record.error and record.outcome not in _SERVED:
         reasons.append(record.error)
     return RequestLine(
@@ -116,6 +116,18 @@ def request_line(record: RequestRecord) -> RequestLine:
         duration_s=record.duration_s,
         reasons=tuple(reasons),
     )
+
+
+def _unrouted(record: RequestRecord) -> list[str]:
+    """Why the last routing decision found no lane: no target serves the model, or what each
+    lane that does lacked (cooling down, at capacity…)."""
+    final = record.decisions[-1] if record.decisions else None
+    if final is None or final.chosen is not None:
+        return []
+    lacking = [r for r in final.rejections if r.reason is not Exclusion.NO_MODEL]
+    if not lacking:
+        return [f"no target serves model {record.client_model!r}"]
+    return [f"left out {r.label}: {r.reason.value}" for r in lacking]
 
 
 def attempt_reason(a: AttemptRecord) -> str:
@@ -146,20 +158,35 @@ def segment_reasons(segments: list[SegmentRecord]) -> list[str]:
     return reasons
 
 
-def log_request(event: object) -> None:
-    """Bus subscriber: log each finished request's line."""
-    if not isinstance(event, RequestFinished):
-        return
-    record = event.record
-    level = logging.INFO if record.outcome in _SERVED else logging.WARNING
-    if log.isEnabledFor(level):
-        line = request_line(record)
-        log.log(level, "%s", line.text(), extra={"request_line": line})
+class ConsoleLog:
+    """Bus subscriber: logs each finished request's line. A request the admission queue
+    refused is finished after its ``AdmissionRejected``, whose reason it remembers until
+    then (at most one per request in flight)."""
+
+    __slots__ = ("_refused",)
+
+    def __init__(self) -> None:
+        self._refused: dict[str, str] = {}
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, AdmissionRejected):
+            self._refused[event.request_id] = event.reason
+            return
+        if not isinstance(event, RequestFinished):
+            return
+        record = event.record
+        refused = self._refused.pop(record.request_id, None)
+        level = logging.INFO if record.outcome in _SERVED else logging.WARNING
+        if log.isEnabledFor(level):
+            line = request_line(record)
+            if refused is not None:
+                line = replace(line, reasons=(*line.reasons, f"gateway at capacity: {refused}"))
+            log.log(level, "%s", line.text(), extra={"request_line": line})
 
 
 def install(bus: EventBus) -> Callable[[], None]:
     """Log every finished request of ``bus``; returns the function that stops it."""
-    return bus.subscribe(log_request)
+    return bus.subscribe(ConsoleLog())
 
 
 class TextFormatter(logging.Formatter):

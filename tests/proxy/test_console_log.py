@@ -4,6 +4,7 @@ colour only on a terminal."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
@@ -20,7 +21,7 @@ from openai import AsyncOpenAI
 from proxy.observe import console_log
 from proxy.observe.console_log import LogFormat, RequestLine
 from tests.conftest import target
-from tests.fakes import Reply, chat_frames, error
+from tests.fakes import Held, Reply, chat_frames, error
 from tests.proxy.test_cli import Served, clean_env
 
 USER: Any = [{"role": "user", "content": "hi"}]
@@ -110,12 +111,49 @@ def test_colour_only_on_a_terminal() -> None:
     line = RequestLine("req_1", "chat", "m", ("a",), 1, 0, 0, 200, "ok", 0.1, ())
     record = logging.LogRecord("sidestep.requests", logging.INFO, "", 0, "x", (), None)
     record.request_line = line
+    root = logging.getLogger()
+    kept, level = list(root.handlers), root.level
     main_fd, tty_fd = os.openpty()
-    with os.fdopen(tty_fd, "w") as tty:
-        console_log.configure(tty, LogFormat.TEXT, verbose=False, quiet=False)
-        coloured = logging.getLogger().handlers[0].format(record)
-    os.close(main_fd)
-    console_log.configure(io.StringIO(), LogFormat.TEXT, verbose=False, quiet=False)
-    plain = logging.getLogger().handlers[0].format(record)
+    try:
+        with os.fdopen(tty_fd, "w") as tty:
+            console_log.configure(tty, LogFormat.TEXT, verbose=False, quiet=False)
+            coloured = root.handlers[0].format(record)
+        console_log.configure(io.StringIO(), LogFormat.TEXT, verbose=False, quiet=False)
+        plain = root.handlers[0].format(record)
+    finally:
+        os.close(main_fd)
+        root.handlers[:] = kept  # the rest of the session logs as before
+        root.setLevel(level)
     assert "\x1b[32m200 ok\x1b[0m" in coloured
     assert plain.endswith("req_1 chat m → a  200 ok  0.100 s  attempts 1 failovers 0 resumes 0")
+
+
+async def test_refusals_say_why(
+    upstream: Any, gateway: Any, sdk: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model no target serves and a full gateway: each line gives the reason, not just
+    ``rejected``."""
+    a = await upstream("a")
+    gw = await gateway(
+        [target(a, models=["gpt-x"])], admission={"max_in_flight": 1, "queue_limit": 0}
+    )
+    console_log.install(gw.gw.events)
+    caplog.set_level(logging.INFO, logger=console_log.REQUEST_LOGGER)
+    with pytest.raises(openai.NotFoundError):
+        await sdk(gw).chat.completions.create(model="nope", messages=USER)
+    held = Held(frames=chat_frames(["x"]))
+    a.queue(held)
+    first = asyncio.ensure_future(
+        sdk(gw).chat.completions.create(model="gpt-x", messages=USER, stream=True)
+    )
+    await asyncio.wait_for(held.arrived.wait(), 10)
+    with pytest.raises(openai.RateLimitError):
+        await sdk(gw, max_retries=0).chat.completions.create(model="gpt-x", messages=USER)
+    held.release.set()
+    async for _ in await first:
+        pass
+    lines = [r.getMessage() for r in caplog.records if r.name == console_log.REQUEST_LOGGER]
+    assert " chat nope → nobody  404 client_error " in lines[0]
+    assert lines[0].endswith("attempts 0 failovers 0 resumes 0 | no target serves model 'nope'")
+    assert lines[1].endswith("| gateway at capacity: queue_full"), lines[1]
+    assert " 429 rejected " in lines[1]
