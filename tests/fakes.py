@@ -25,6 +25,7 @@ SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 @dataclass(frozen=True)
 class Seen:
     path: str
+    method: str
     headers: dict[str, str]
     body: dict[str, Any]
 
@@ -152,7 +153,9 @@ class FakeUpstream:
 
     @property
     def calls(self) -> int:
-        return len(self.seen)
+        """Requests forwarded to this upstream (POSTs; ``seen`` also has the GETs of its
+        model list, which ``sidestep serve`` asks for at start)."""
+        return sum(1 for s in self.seen if s.method == "POST")
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -164,6 +167,7 @@ class FakeUpstream:
         self.seen.append(
             Seen(
                 request.path,
+                request.method,
                 {str(k): v for k, v in request.headers.items()},
                 body if isinstance(body, dict) else {"_": body},
             )

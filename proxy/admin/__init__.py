@@ -10,9 +10,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.admin import events, guard, sessions, status
+from proxy.admin.last_error import LastErrors
+from proxy.state.gateway import GATEWAY
 
 
 def add_admin_routes(app: web.Application) -> None:
+    gw = app[GATEWAY]
+    app[status.LAST_ERRORS] = errors = LastErrors(gw.fleet)
+    gw.events.subscribe(errors)
     app.router.add_routes(status.routes)
     app.router.add_routes(sessions.routes)
     events.install(app)

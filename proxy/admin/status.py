@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from policies.breaker import BreakerState
 from policies.lanes import target_of
 from policies.routing import OperatorState
 from proxy import __version__
+from proxy.admin.last_error import LastError, LastErrors
 from proxy.http.errors import error_response
 from proxy.state.fleet import Fleet, TargetRuntime
 from proxy.state.gateway import GATEWAY, Gateway
@@ -18,6 +20,7 @@ from proxy.state.operator import OperatorAction, operate
 from proxy.state.reload import RELOADER
 
 routes = web.RouteTableDef()
+LAST_ERRORS = web.AppKey("last_errors", LastErrors)
 
 
 def json_response(payload: object, status: int = 200) -> web.Response:
@@ -56,7 +59,7 @@ def target_state(fleet: Fleet, rt: TargetRuntime, now: float) -> tuple[str, floa
     return "ok", None
 
 
-def target_status(gw: Gateway, rt: TargetRuntime) -> dict[str, Any]:
+def target_status(gw: Gateway, rt: TargetRuntime, errors: LastErrors) -> dict[str, Any]:
     fleet, now = gw.fleet, gw.clock.monotonic()
     state, until = target_state(fleet, rt, now)
     lanes = [(lane, stats) for lane, stats in fleet.stats.items() if lane.target == rt.config.id]
@@ -81,9 +84,18 @@ def target_status(gw: Gateway, rt: TargetRuntime) -> dict[str, Any]:
         },
         "usage": [budget.usage() for budget in rt.budgets],
         "limits": {"rpm": limits.rpm, "tpm": limits.tpm, "max_concurrency": limits.max_concurrency},
-        "last_error": None
-        if rt.last_error is None
-        else {"class": rt.last_error[0], "at": _wall(gw, rt.last_error[1])},
+        "last_error": _last_error(gw, errors.of(rt)),
+    }
+
+
+def _last_error(gw: Gateway, last: LastError | None) -> dict[str, Any] | None:
+    if last is None:
+        return None
+    return {
+        "class": last.error_class,
+        "status": last.status,
+        "detail": last.detail,
+        "at": _wall(gw, last.at),
     }
 
 
@@ -95,10 +107,14 @@ async def status(request: web.Request) -> web.Response:
             "version": __version__,
             "uptime_s": round(gw.clock.monotonic() - gw.started, 3),
             "config": gw.config.source,
+            # the real path, so ``sidestep`` commands can tell this gateway's file from another
+            "config_path": None if gw.config.source is None else os.path.realpath(gw.config.source),
             "reload": gw.reload_status,
             "in_flight": gw.admission.in_flight,
             "queued": gw.admission.queued,
-            "targets": [target_status(gw, rt) for rt in gw.fleet.targets.values()],
+            "targets": [
+                target_status(gw, rt, request.app[LAST_ERRORS]) for rt in gw.fleet.targets.values()
+            ],
         }
     )
 
@@ -121,7 +137,7 @@ async def target_action(request: web.Request) -> web.Response:
             404, f"unknown target {target!r}; targets: {known}", code="unknown_target"
         )
     operate(gw.fleet, target, action, gw.clock.monotonic())
-    return json_response(target_status(gw, gw.fleet.targets[target]))
+    return json_response(target_status(gw, gw.fleet.targets[target], request.app[LAST_ERRORS]))
 
 
 @routes.get("/admin/requests")

@@ -1,10 +1,10 @@
 """Operator commands that talk to a running gateway's admin API.
 
 ``sidestep status | pause | resume | drain | reset | disable | enable | reload | events |
-explain``. The URL comes from ``--url``, else ``SIDESTEP_URL``, else the config file's
-``listen`` (``--config`` or ``./sidestep.yaml``), else ``http://127.0.0.1:8787`` (the ``/v1``
-URL that ``serve`` prints works too); the token from ``--token``, else
-``SIDESTEP_ADMIN_TOKEN``, else the config's ``admin.token``. Requests never go through
+explain``. The gateway is found by ``proxy.cli.locate`` (``--url``, ``SIDESTEP_URL``, the
+config's ``listen``, never a silent fallback; the ``/v1`` URL that ``serve`` prints works
+too); the token from ``--token``, else ``SIDESTEP_ADMIN_TOKEN``, else the config's
+``admin.token``. Requests never go through
 ``HTTP(S)_PROXY``: they carry the admin token.
 
 Exit codes a script can rely on: 0 done; 1 the gateway refused (unknown target, invalid
@@ -16,20 +16,16 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from proxy.cli.urls import client_base_url
-from proxy.config import ADMIN_TOKEN_ENV, ConfigError, load_config
+from proxy.cli.locate import NotLocated, Via, locate, mismatch
 
-DEFAULT_URL = "http://127.0.0.1:8787"
 EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_AUTH = 0, 1, 3, 4
 TARGET_ACTIONS = ("pause", "resume", "drain", "reset", "disable", "enable")
 
@@ -110,30 +106,19 @@ def _refusal(exc: urllib.error.HTTPError) -> AdminError:
 
 
 def client_from(args: argparse.Namespace) -> AdminClient:
-    config = _config_for(args)
-    url = (
-        args.url
-        or os.environ.get("SIDESTEP_URL")
-        or (_listen_url(config) if config else DEFAULT_URL)
-    )
-    token = args.token or os.environ.get(ADMIN_TOKEN_ENV) or None
-    if token is None and config is not None and config.admin.token is not None:
-        token = config.admin.token.get_secret_value()
-    return AdminClient(url, token)
-
-
-def _config_for(args: argparse.Namespace) -> Any:
-    path = args.config or ("sidestep.yaml" if Path("sidestep.yaml").is_file() else None)
-    if path is None:
-        return None
+    """A client for the gateway ``proxy.cli.locate`` names; one found through the config is
+    first asked which file it was started from, and refused when that is another file."""
     try:
-        return load_config(path)
-    except ConfigError:
-        return None  # a broken file must not stop an operator from reaching the gateway
-
-
-def _listen_url(config: Any) -> str:
-    return client_base_url(config.listen.host, config.listen.port).removesuffix("/v1")
+        located = locate(args.url, args.token, args.config)
+    except NotLocated as exc:
+        raise AdminError(EXIT_REFUSED, str(exc)) from None
+    client = AdminClient(located.url, located.token)
+    if located.via is Via.CONFIG:
+        served = client.call("GET", "/admin/status")
+        problem = mismatch(located, served.get("config_path") if isinstance(served, dict) else None)
+        if problem is not None:
+            raise AdminError(EXIT_REFUSED, problem)
+    return client
 
 
 def _when(unix: float | None) -> str:
@@ -159,11 +144,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         latency = "-" if t["latency_ewma_s"] is None else f"{t['latency_ewma_s'] * 1000:.0f} ms"
         usage = ", ".join(f"{u.get('rpm') or 0:g}/{u.get('tpm') or 0:g}" for u in t["usage"])
-        err = (
-            "-"
-            if not t["last_error"]
-            else f"{t['last_error']['class']} at {_when(t['last_error']['at'])}"
-        )
+        err = _last_error(t.get("last_error"))
         rows.append(
             (t["id"], state, str(t["in_flight"]), f"{t['health']:.2f}", latency, usage, err)
         )
@@ -171,6 +152,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return EXIT_OK
+
+
+def _last_error(last: dict[str, Any] | None) -> str:
+    """``rate_limited 429 at 12:00:03`` / ``interrupted_stream (reset after 6 chunks) at …``."""
+    if not last:
+        return "-"
+    status = f" {last['status']}" if last.get("status") else ""
+    detail = f" ({last['detail']})" if last.get("detail") else ""
+    return f"{last['class']}{status}{detail} at {_when(last['at'])}"
 
 
 def _segment(value: str) -> str:
@@ -228,12 +218,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def explain(record: dict[str, Any]) -> str:
     """Why a request went where it went, in a few lines."""
+    split = [(w["target"], w["chars"]) for w in record.get("written_by", [])]
+    served = "→".join(t for t, _ in split) or record.get("served_by") or "nobody"
     lines = [
         f"{record['request_id']}  {record['endpoint']}  model {record['client_model']}"
         f"  -> {record['outcome']} ({record.get('status')})"
-        f" served by {record.get('served_by') or 'nobody'}"
+        f" served by {served}"
+        f"  attempts {len(record.get('attempts', []))}"
         f"  failovers {record['failovers']}  resumes {record['resumes']}"
     ]
+    if len(split) > 1:
+        total = sum(n for _, n in split) or 1
+        parts = ", ".join(f"{t} {n} chars ({100 * n / total:.0f}%)" for t, n in split)
+        lines.append(f"  written by: {parts}  (x-sidestep-target names the first)")
     for i, decision in enumerate(record.get("decisions", []), 1):
         ranked = ", ".join(f"{r['lane']} {r['score']:.3f}" for r in decision.get("ranked", []))
         lines.append(
@@ -259,7 +256,8 @@ def explain(record: dict[str, Any]) -> str:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url",
-        help="gateway base URL (default: SIDESTEP_URL, the config's listen, or http://127.0.0.1:8787)",
+        help="gateway base URL (default: SIDESTEP_URL, else the listen of a valid --config or"
+        " ./sidestep.yaml, else http://127.0.0.1:8787 when there is no config)",
     )
     p.add_argument(
         "--token", help="admin token (default: SIDESTEP_ADMIN_TOKEN or the config's admin.token)"

@@ -9,6 +9,7 @@ of requests through the gateway printing which target served each and how, then 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import aiohttp
 import orjson
@@ -32,7 +33,12 @@ def demo_config(urls: dict[str, str], port: int) -> Config:
             "cooldown": {"rate_limited_s": 5},
             "streams": {"provenance_comment": True},
             "targets": [
-                {"id": name, "base_url": url, "models": ["*"], "priority": _PRIORITY.get(name, 0)}
+                {
+                    "id": name,
+                    "base_url": url,
+                    "models": [DEMO_MODEL, "*"],  # listed by /v1/models, and any name served
+                    "priority": _PRIORITY.get(name, 0),
+                }
                 for name, url in urls.items()
             ],
         }
@@ -46,7 +52,7 @@ async def run_demo(*, port: int, tour: bool, stay: bool) -> int:
         print("simulated providers (all on loopback):")
         for name, url in urls.items():
             print(f"  {name:<12} {url}   priority {_PRIORITY.get(name, 0)}")
-        app = make_app(demo_config(urls, port))
+        app = make_app(demo_config(urls, port), discover_models=True)
         if stay:
             await serve_until_stopped(
                 app, "127.0.0.1", port, on_started=lambda bound: _started(bound, tour, stay=True)
@@ -106,13 +112,28 @@ async def _one(http: aiohttp.ClientSession, base: str, n: int, stream: bool) -> 
     elapsed_ms = (time.perf_counter() - started) * 1000
     kind = "stream" if stream else "plain "
     served = h.get("x-sidestep-target", "-")
-    attempts, failovers = h.get("x-sidestep-attempts", "?"), h.get("x-sidestep-failovers", "?")
-    detail = f"attempts={attempts} failovers={failovers}"
+    # The headers went out with the first segment; the finished record also counts the
+    # attempts that resumed the stream (what ``sidestep explain`` lists).
+    record = await _record(http, base, h.get("x-sidestep-request-id", ""))
+    detail = "attempts=? failovers=? resumes=?"
+    if record is not None:
+        served = "→".join(w["target"] for w in record["written_by"]) or served
+        detail = (
+            f"attempts={len(record['attempts'])} failovers={record['failovers']}"
+            f" resumes={record['resumes']}"
+        )
     outcome = _summarise(raw, stream) if resp.status == 200 else f"HTTP {resp.status}"
     print(
-        f"  #{n} {kind} -> served by {served:<12} {detail}  {elapsed_ms:6.0f} ms  {outcome}",
+        f"  #{n} {kind} -> served by {served:<14} {detail}  {elapsed_ms:6.0f} ms  {outcome}",
         flush=True,
     )
+
+
+async def _record(http: aiohttp.ClientSession, base: str, request_id: str) -> Any:
+    """The finished request's record from the admin API (the demo serves on loopback)."""
+    url = base.removesuffix("/v1") + f"/admin/requests/{request_id}"
+    async with http.get(url) as resp:
+        return orjson.loads(await resp.read()) if resp.status == 200 else None
 
 
 def _summarise(raw: bytes, stream: bool) -> str:

@@ -120,7 +120,8 @@ class ChatStitch:
 
 
 def provenance(run: Run) -> bytes:
-    """The ``: sidestep {...}`` comment naming each segment's target, model and span."""
+    """The ``: sidestep {...}`` comment naming each segment's target, model and span, and how
+    many characters each target wrote (``served_by``, in order)."""
     segments = [
         {
             "target": s.target,
@@ -130,11 +131,9 @@ def provenance(run: Run) -> bytes:
         }
         for s in run.record.segments
     ]
-    return (
-        b": sidestep "
-        + orjson.dumps({"request_id": run.creq.request_id, "segments": segments})
-        + b"\n\n"
-    )
+    served_by = [{"target": t, "chars": n} for t, n in run.record.served_split()]
+    doc = {"request_id": run.creq.request_id, "segments": segments, "served_by": served_by}
+    return b": sidestep " + orjson.dumps(doc) + b"\n\n"
 
 
 class ContinuationInspector:

@@ -10,7 +10,7 @@ output only through ``mask_secret``.
 from __future__ import annotations
 
 from .admin import Admin
-from .describe import describe_targets
+from .describe import config_warnings, describe_targets
 from .env_defaults import ADMIN_TOKEN_ENV, with_env_defaults
 from .errors import ConfigError
 from .loader import load_config, parse_config
@@ -36,6 +36,7 @@ __all__ = [
     "TargetLimits",
     "TargetTimeouts",
     "config_from_env",
+    "config_warnings",
     "describe_targets",
     "load_config",
     "mask_secret",

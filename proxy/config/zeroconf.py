@@ -2,8 +2,10 @@
 
 Running ``sidestep`` with no ``--config`` serves every provider whose key is set, most
 preferred first: Anthropic (native Messages API), OpenAI, OpenRouter, Gemini, Groq, then a
-local Ollama when ``OLLAMA_HOST`` is set. Blank variables count as unset. Gemini, Groq and
-Ollama serve Responses clients through chat completions.
+local Ollama when ``OLLAMA_HOST`` is set, or else when the caller found one answering on its
+default port (``local_ollama``; the probe is the CLI's, this module does no I/O). Blank
+variables count as unset. Gemini, Groq and Ollama serve Responses clients through chat
+completions.
 """
 
 from __future__ import annotations
@@ -83,9 +85,10 @@ OLLAMA_PRIORITY = 10
 ENV_NAMES = (*(name for p in PROVIDERS for name in p.env), "OLLAMA_HOST")
 
 
-def config_from_env(environ: Mapping[str, str]) -> Config:
+def config_from_env(environ: Mapping[str, str], local_ollama: str | None = None) -> Config:
     """A config with one target per provider configured in ``environ`` and defaults for
-    everything else. Raises ``ConfigError`` when there is none."""
+    everything else; ``local_ollama`` is the base URL of an Ollama found on its default port,
+    used when ``OLLAMA_HOST`` is unset. Raises ``ConfigError`` when there is none."""
     targets: list[Target] = []
     for provider in PROVIDERS:
         found = next(((n, environ[n]) for n in provider.env if environ.get(n, "").strip()), None)
@@ -101,10 +104,11 @@ def config_from_env(environ: Mapping[str, str]) -> Config:
             }
             targets.append(_target(name, spec))
     host = environ.get("OLLAMA_HOST", "").strip()
-    if host:
+    ollama = ollama_base_url(host) if host else local_ollama
+    if ollama is not None:
         spec = {
             "id": "ollama",
-            "base_url": ollama_base_url(host),
+            "base_url": ollama,
             "models": ("*",),
             "priority": OLLAMA_PRIORITY,
             "capabilities": _NO_RESPONSES,
@@ -113,7 +117,8 @@ def config_from_env(environ: Mapping[str, str]) -> Config:
     if not targets:
         raise ConfigError(
             "no provider keys found in the environment; set one of "
-            f"{', '.join(ENV_NAMES)} or pass --config"
+            f"{', '.join(ENV_NAMES)} (or start Ollama on 127.0.0.1:{OLLAMA_DEFAULT_PORT}), "
+            "run `sidestep init` to write a starter config, or pass --config"
         )
     return Config(targets=tuple(targets)).with_source(None)
 

@@ -31,9 +31,11 @@ def make_app(
     upstream: Upstream | None = None,
     rng: random.Random | None = None,
     watch_config: bool = True,
+    discover_models: bool = False,
 ) -> web.Application:
     """Build the aiohttp application. ``upstream`` defaults to a pooled aiohttp session made
-    at startup and closed at cleanup; tests may pass fakes for the clock and rng."""
+    at startup and closed at cleanup; tests may pass fakes for the clock and rng.
+    ``discover_models``: list what pattern targets' upstreams list (``sidestep serve``)."""
     gw = Gateway.build(config, clock=clock or SystemClock(), rng=rng)
     app = web.Application(middlewares=[error_shapes], client_max_size=_ADMIN_MAX_BODY_BYTES)
     # browser defences come before any authentication, so they hold with a token too
@@ -46,7 +48,7 @@ def make_app(
     app.cleanup_ctx.extend((audit_ctx(gw), notify_ctx(gw)))
     add_sessions(app, gw)
     add_reloading(app, gw, watch=watch_config)
-    add_routes(app)
+    add_routes(app, discover_models=discover_models)
     add_admin_routes(app)
     add_metrics(app).registry.register(BodyBudgetGauge(app[BODY_BUDGET]))
     return app

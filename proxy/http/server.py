@@ -65,7 +65,13 @@ async def start(
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=CUT_TIMEOUT_S)
     await runner.setup()
     site = ClientSite(runner, host, port, lambda: settings().header_timeout_s)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        # the app's startup already ran (upstream sessions, the audit writer): undo it, or
+        # a failed bind (port in use) leaves unclosed sessions and pending tasks behind
+        await runner.cleanup()
+        raise
     return runner, int(runner.addresses[0][1])
 
 

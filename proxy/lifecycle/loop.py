@@ -242,7 +242,11 @@ class Driver:
                 gw.fleet.failed(failed.lease, effect.plan, now)
                 status = failed.outcome.status
                 run.note_attempt(
-                    failed.lease, effect.plan.error_class.value, status, failed.latency_s
+                    failed.lease,
+                    effect.plan.error_class.value,
+                    status,
+                    failed.latency_s,
+                    effect.plan,
                 )
             elif isinstance(effect, lc.RecordInterruption):
                 assert self.lease is not None
@@ -334,10 +338,6 @@ def _finished(run: Run) -> None:
     record = run.record
     now = gw.clock.monotonic()
     record.duration_s = round(now - run.started, 6)
-    if record.outcome not in (Outcome.OK, Outcome.CLIENT_ERROR, Outcome.CLIENT_DISCONNECT):
-        log.warning(
-            "%s %s -> %s", run.creq.request_id, record.endpoint, record.error or record.outcome
-        )
     gw.events.emit(RequestFinished(record, now))
 
 

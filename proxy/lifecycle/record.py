@@ -32,6 +32,9 @@ class AttemptRecord:
     error_class: str  # "ok" when it served the request
     status: int | None
     latency_s: float
+    retry_after_s: float | None = None  # the upstream's Retry-After, when it sent one
+    cooldown_s: float = 0.0  # how long the lane (or key, or target) was set aside for
+    next_step: str | None = None  # after a failure: ``policies.retry.Step`` value
 
 
 @dataclass(slots=True)
@@ -68,9 +71,23 @@ class RequestRecord:
     segments: list[SegmentRecord] = field(default_factory=list)
     error: str | None = None
 
+    def served_split(self) -> list[tuple[str, int]]:
+        """(target, characters it produced) per run of segments from the same target, in
+        order: who wrote how much of a stitched stream (``x-sidestep-target`` names only the
+        first)."""
+        split: list[tuple[str, int]] = []
+        for s in self.segments:
+            chars = s.end_char - s.start_char
+            if split and split[-1][0] == s.target:
+                split[-1] = (s.target, split[-1][1] + chars)
+            else:
+                split.append((s.target, chars))
+        return split
+
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(replace(self, decisions=[]))
         doc["decisions"] = [d.summary() for d in self.decisions]
+        doc["written_by"] = [{"target": t, "chars": n} for t, n in self.served_split()]
         return doc
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from policies.failure import FailurePlan
 from proxy.http.inbound import WORKDIR_HEADER, ClientRequest
 from proxy.lifecycle.record import AttemptRecord, RequestRecord
 from proxy.state.fleet import Lease
@@ -43,8 +44,14 @@ class Run:
         return max(0.0, self.deadline - self.gw.clock.monotonic())
 
     def note_attempt(
-        self, lease: Lease, error_class: str, status: int | None, latency_s: float
+        self,
+        lease: Lease,
+        error_class: str,
+        status: int | None,
+        latency_s: float,
+        plan: FailurePlan | None = None,
     ) -> None:
+        """Record one attempt; a failed one with the ``plan`` made for it (what came next)."""
         self.record.attempts.append(
             AttemptRecord(
                 lease.runtime.config.id,
@@ -53,6 +60,9 @@ class Run:
                 error_class,
                 status,
                 round(latency_s, 6),
+                None if plan is None else plan.hints.retry_after_s,
+                0.0 if plan is None else plan.cooldown_s,
+                None if plan is None else plan.step.step.value,
             )
         )
 

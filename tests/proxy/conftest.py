@@ -9,6 +9,7 @@ import pytest
 
 from tests.clock import FakeClock
 from tests.proxy.file_gateway import FileGateway, StartFn, start_from_file, write_config
+from tests.proxy.test_cli import serve  # noqa: F401 -- the fixture, for every CLI test module
 
 
 @pytest.fixture

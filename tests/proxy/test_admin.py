@@ -358,7 +358,12 @@ async def test_status_reports_each_target(upstream: Any, gateway: Any, sdk: Any)
     assert 1.5 < sa["usage"][0]["rpm"] <= 2.0  # the bucket leaks in real time
     assert sa["usage"][0]["tpm"] > 0
     assert sb["usage"] == [{"rpm": None, "tpm": None}]
-    assert sa["last_error"] == {"class": "overloaded", "at": gw.clock.wall()}
+    assert sa["last_error"] == {
+        "class": "overloaded",
+        "status": 503,
+        "detail": None,
+        "at": gw.clock.wall(),
+    }
     assert sb["state"] == "ok" and sb["last_error"] is None
     assert set(sa["breakers"].values()) == {"closed"}
     gate.set()

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import anthropic
 import orjson
 import pytest
 
+from proxy.upstream.model_lists import fetch_models
 from tests.conftest import Running, target
 from tests.fakes import FakeUpstream, Reply
 
@@ -223,3 +225,28 @@ async def test_max_tokens_is_capped_to_the_targets_limit(gateway: Any, upstream:
     await client.messages.create(**REQUEST)
     assert fake.seen[0].body == {**REQUEST, "max_tokens": 8192}
     assert fake.seen[1].body == REQUEST
+
+
+async def test_models_list_in_anthropic_shape(gateway: Any, upstream: Any) -> None:
+    """``models.list()`` from the Anthropic SDK reads every served name in Anthropic's shape;
+    an OpenAI client still gets OpenAI's."""
+    fake = await upstream("claude")
+    gw = await gateway([native(fake, models=["claude-sonnet-4-5", "claude-haiku-4-5"])])
+    page = await claude(gw).models.list()
+    assert [m.id for m in page.data] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    assert all(m.type == "model" for m in page.data)
+    listed = await gw.openai().models.list()
+    assert {m.id for m in listed.data} == {"claude-sonnet-4-5", "claude-haiku-4-5"}
+
+
+async def test_native_target_model_list_uses_anthropic_headers(gateway: Any, upstream: Any) -> None:
+    """Asking a native Anthropic target for its models sends ``x-api-key`` and
+    ``anthropic-version`` to ``/v1/models`` (never a Bearer key)."""
+    fake = await upstream("claude")
+    gw = await gateway([native(fake, base_url=fake.base_url.removesuffix("/v1"))])
+    async with aiohttp.ClientSession() as session:
+        await fetch_models(session, gw.gw.config.targets[0])
+    seen = fake.seen[-1]
+    assert seen.path == "/v1/models"
+    assert seen.headers["x-api-key"] == "sk-claude-upstream-key-0001"
+    assert "anthropic-version" in seen.headers and "Authorization" not in seen.headers
