@@ -91,6 +91,7 @@ async function act(question, path, body, done) {
   if (res.ok) toast(done(res.doc));
   else toast(errorText(res), true);
   refreshSoon();
+  refreshSessionsSoon();
   return res;
 }
 
