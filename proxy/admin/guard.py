@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from policies.browser import STATE_CHANGING_METHODS
-from proxy.admin.console_auth import COOKIE, CONSOLE_SESSIONS, csrf_ok
+from proxy.admin.console_auth import CONSOLE_SESSIONS, COOKIE, csrf_ok
 from proxy.http.errors import error_response
 from proxy.state.gateway import GATEWAY
 

@@ -22,7 +22,7 @@ from importlib.resources import files
 import orjson
 from aiohttp import web
 
-from proxy.admin.console_auth import COOKIE, CONSOLE_SESSIONS, SESSION_TTL_S
+from proxy.admin.console_auth import CONSOLE_SESSIONS, COOKIE, SESSION_TTL_S
 from proxy.admin.guard import is_loopback
 from proxy.http.errors import error_response
 from proxy.state.gateway import GATEWAY
@@ -86,9 +86,11 @@ async def asset(request: web.Request) -> web.Response:
 
 def _json(doc: object, status: int = 200) -> web.Response:
     return web.Response(
-        body=orjson.dumps(doc), status=status, content_type="application/json",
+        body=orjson.dumps(doc),
+        status=status,
+        content_type="application/json",
         headers={"Cache-Control": "no-store"},
-    )  # fmt: skip
+    )
 
 
 @routes.get("/ui/session")
@@ -122,7 +124,7 @@ async def login(request: web.Request) -> web.Response:
         body = None
     given = body.get("token") if isinstance(body, dict) else None
     if not isinstance(given, str):
-        return error_response(400, "send {\"token\": \"<admin token>\"}", param="token")
+        return error_response(400, 'send {"token": "<admin token>"}', param="token")
     secret = token.get_secret_value().encode()
     if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret):
         return error_response(

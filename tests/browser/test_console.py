@@ -90,9 +90,10 @@ async def console(browser: Any) -> AsyncIterator[Any]:
 
 async def admin_state(gw: Running, target_id: str, token: str | None = None) -> str:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession() as http, http.get(
-        gw.url("/admin/status"), headers=headers
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(gw.url("/admin/status"), headers=headers) as r,
+    ):
         doc = await r.json()
     state: str = next(t["state"] for t in doc["targets"] if t["id"] == target_id)
     return state
@@ -258,9 +259,8 @@ async def test_with_a_token_the_page_asks_for_it_and_refuses_changes_without_it(
     assert await tab.page.evaluate("document.cookie") == ""
     await tab.page.locator("#config summary").click()
     await expect(tab.page.locator("#config-json")).to_contain_text("sk-…0001")
-    seen = [await tab.page.content(), await tab.page.evaluate(
-        "JSON.stringify([localStorage, sessionStorage])"
-    )]  # fmt: skip
+    storage = await tab.page.evaluate("JSON.stringify([localStorage, sessionStorage])")
+    seen = [await tab.page.content(), storage]
     for response in responses:
         if "event-stream" not in (response.headers.get("content-type") or ""):
             seen.append((await response.body()).decode("utf-8", "replace"))

@@ -3,6 +3,9 @@ standing in for the admin token, the masked config and the traffic window it rea
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from tests.conftest import Running, target
 from tests.fakes import error
 from tests.proxy.file_gateway import FileGateway, write_config
 from tests.proxy.test_admin import ADMIN_TOKEN, call, non_loopback_ipv4
+from tests.proxy.test_cli import clean_env
 
 JSON = {"Content-Type": "application/json"}
 USER = [{"role": "user", "content": "hi"}]
@@ -190,8 +194,8 @@ async def test_the_config_view_masks_every_secret(upstream: Any, from_file: Any)
     assert doc["source"] == str(gw.path)
     shown = doc["config"]["targets"][0]
     assert shown["api_keys"] == ["sk-…0001"] and shown["headers"] == {"X-Org": "***"}
-    for secret in [key, header, "org-header-secret-77", ADMIN_TOKEN, "client-key-secret-99",
-                   "secret-hook-path"]:  # fmt: skip
+    secrets = [key, header, "org-header-secret-77", ADMIN_TOKEN, "client-key-secret-99"]
+    for secret in [*secrets, "secret-hook-path"]:
         assert secret.encode() not in raw, secret
 
 
@@ -201,9 +205,7 @@ async def test_traffic_counts_attempts_errors_and_failovers(
     """A failover a (429) -> b shows in /admin/traffic: one attempt and one error on a, one
     attempt on b, one failover, all in the newest bucket and in the last minute."""
     a, b = await upstream("a"), await upstream("b")
-    gw = await gateway(
-        [target(a, priority=10), target(b)], routing={"retries_per_target": 0}
-    )
+    gw = await gateway([target(a, priority=10), target(b)], routing={"retries_per_target": 0})
     a.queue(error(429, "slow down", "requests", "rate_limit_exceeded"))
     await sdk(gw).chat.completions.create(model="m", messages=USER)
     code, doc, _ = await call(gw.url("/admin/traffic"))
@@ -215,3 +217,27 @@ async def test_traffic_counts_attempts_errors_and_failovers(
     assert doc["last_minute"]["b"]["requests"] == 1
     assert doc["last_minute"]["b"]["p50_latency_s"] is not None
     assert doc["now"] == gw.clock.wall()
+
+
+async def test_the_demo_prints_a_console_url_that_serves_the_console(tmp_path: Path) -> None:
+    """``sidestep demo`` prints the web console's URL, and that URL serves the console."""
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "proxy", "demo", "--port", "0", "--no-tour"),
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=pipe,
+        stderr=pipe,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not lines or "Ctrl-C" not in lines[-1]:
+            lines.append((await asyncio.wait_for(proc.stdout.readline(), 30)).decode())
+        url = next(line.split()[-1] for line in lines if line.startswith("web console:"))
+        assert url.endswith("/ui")
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            assert r.status == 200 and "<title>sidestep console</title>" in await r.text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
