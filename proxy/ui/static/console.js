@@ -5,6 +5,13 @@
 const FEED_MAX = 200;
 const POLL_MS = 2000;
 const ACTIONS = ["pause", "resume", "drain", "reset", "disable", "enable"];
+// the operator actions that change something from each operator state
+const ACTIONS_FOR = {
+  active: ["pause", "drain", "disable", "reset"],
+  paused: ["resume", "drain", "disable", "reset"],
+  draining: ["resume", "pause", "disable", "reset"],
+  disabled: ["enable", "reset"],
+};
 const S = { csrf: null, skew: 0, targets: [], feed: [], source: null, polling: null, selected: null };
 
 const $ = (sel) => document.querySelector(sel);
@@ -146,7 +153,7 @@ function renderTargets(status, traffic) {
   const rows = status.targets.map((t) => {
     const m = minute[t.id] || { requests: 0, errors: 0, p50_latency_s: null, p50_ttft_s: null };
     const keys = `${t.keys} key${t.keys === 1 ? "" : "s"}` + (t.keys_disabled.length ? `, ${t.keys_disabled.length} disabled` : "");
-    const buttons = ACTIONS.map((a) => h("button", {
+    const buttons = (ACTIONS_FOR[t.operator] || ACTIONS).map((a) => h("button", {
       type: "button", "data-action": a,
       onclick: () => act(`${a[0].toUpperCase() + a.slice(1)} target ${t.id}?`, `/admin/targets/${encodeURIComponent(t.id)}/${a}`, {},
         (doc) => `${t.id}: ${a} done — now ${STATE_WORDS[doc.state] || doc.state}`),
@@ -155,7 +162,7 @@ function renderTargets(status, traffic) {
       h("th", { scope: "row" }, t.id, h("span", { class: "small" }, `${keys} · priority ${t.priority}`)),
       h("td", { "data-label": "State", class: "state" }, stateCell(t)),
       h("td", { "data-label": "In flight" }, String(t.in_flight)),
-      h("td", { "data-label": "Last minute" }, `${m.requests} req`, h("span", { class: "small" }, `${m.errors} errors`)),
+      h("td", { "data-label": "Last minute" }, `${m.requests} req`, h("span", { class: "small" }, `${m.errors} error${m.errors === 1 ? "" : "s"}`)),
       h("td", { "data-label": "p50" }, fmtS(m.p50_latency_s), h("span", { class: "small" }, `TTFT ${fmtS(m.p50_ttft_s)}`)),
       h("td", { "data-label": "Budget", class: "budget" }, budgetCell(t)),
       h("td", { "data-label": "Actions" }, h("div", { class: "actions" }, buttons)),
@@ -256,6 +263,26 @@ async function explain(id) {
         h("code", {}, `${g.target}:${g.model}`), ` chars ${g.start_char}–${g.end_char}, ${g.chunks} chunks, ended ${g.ended}` + (g.dropped ? `, ${g.dropped} dropped` : "")))));
   }
   panel.replaceChildren(...parts);
+}
+
+/** A request record of /admin/requests in the shape of a request_finished event view. */
+function fromRecord(r) {
+  const last = r.segments.length ? r.segments[r.segments.length - 1].target : r.served_by;
+  return {
+    type: "request_finished", request_id: r.request_id, at: r.started_wall + (r.duration_s || 0),
+    model: r.client_model, first_target: r.attempts.length ? r.attempts[0].target : null,
+    served_by: last, failovers: r.failovers, resumes: r.resumes, status: r.status,
+    outcome: r.outcome, duration_s: r.duration_s, no_target_left: false,
+  };
+}
+
+async function loadRecent() {
+  const res = await api(`/admin/requests?limit=${FEED_MAX}`);
+  if (!res.ok) return;
+  const seen = new Set(S.feed.map((v) => v.request_id));
+  const older = res.doc.requests.filter((r) => r.outcome && !seen.has(r.request_id)).map(fromRecord);
+  S.feed = S.feed.concat(older).slice(0, FEED_MAX);
+  renderFeed();
 }
 
 function connectEvents() {
@@ -401,6 +428,7 @@ async function start() {
   loadSessions();
   loadConfig();
   connectEvents();
+  loadRecent();
   clearInterval(S.polling);
   S.polling = setInterval(() => { if (!document.hidden) { refresh(); countdowns(); } }, POLL_MS);
 }
