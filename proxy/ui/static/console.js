@@ -296,11 +296,11 @@ function connectEvents() {
     if (v.type === "request_finished") {
       S.feed.unshift(v);
       if (S.feed.length > FEED_MAX) S.feed.length = FEED_MAX;
-      renderFeed();
+      renderFeedSoon();
     }
-    if (v.type.startsWith("git_") || v.type.startsWith("decision") || v.type === "failover") refreshSessionsSoon();
+    if (v.type.startsWith("git_") || v.type === "failover") refreshSessionsSoon();
     if (v.type === "config_reloaded") loadConfig();
-    refreshSoon();
+    if (STATE_EVENTS.test(v.type)) refreshSoon();
   };
   src.onerror = () => {
     setConn(false, "reconnecting…");
@@ -399,12 +399,16 @@ async function refresh() {
   if (tr.ok) renderCharts(tr.doc, st.doc);
 }
 
-function debounce(fn, ms) {
+/** ``fn`` at most once per ``ms``: the first call schedules it, later ones join that run
+ * (under heavy traffic the page redraws a few times a second, not once per event). */
+function coalesce(fn, ms) {
   let t = null;
-  return () => { clearTimeout(t); t = setTimeout(fn, ms); };
+  return () => { if (t === null) t = setTimeout(() => { t = null; fn(); }, ms); };
 }
-const refreshSoon = debounce(refresh, 150);
-const refreshSessionsSoon = debounce(loadSessions, 300);
+const refreshSoon = coalesce(refresh, 150);
+const refreshSessionsSoon = coalesce(loadSessions, 300);
+const renderFeedSoon = coalesce(renderFeed, 100);
+const STATE_EVENTS = /^(cooldown_|breaker_|target_|key_disabled|config_reloaded)/;
 
 function showLogin() {
   if (S.source) S.source.close();
