@@ -19,6 +19,7 @@ from proxy.http.app import make_app
 from tests.clock import FakeClock
 from tests.conftest import Running, target
 from tests.fakes import error
+from tests.proxy.file_gateway import start_from_file, write_config
 from tests.proxy.test_git_isolation import (
     branch,
     git_config,
@@ -309,3 +310,27 @@ async def test_a_cross_site_page_cannot_change_anything(
     assert f"POST {base}/admin/targets/a/disable" not in statuses  # its preflight was refused
     await page.close()
     assert await admin_state(gw, "a", ADMIN_TOKEN) == "ok"
+
+
+async def test_reload_shows_validation_problems_with_their_paths(
+    upstream: Any, aiohttp_server: Any, clock: FakeClock, console: Any, tmp_path: Path
+) -> None:
+    """The Config section names the file; a Reload of a broken file lists each problem with
+    its path and keeps the running config; a good file reloads with "ok"."""
+    up = await upstream("a")
+    path = tmp_path / "sidestep.yaml"
+    write_config(path, [target(up, api_key=UPSTREAM_KEY)])
+    gw = await start_from_file(aiohttp_server, clock, path)
+    tab = await console(gw.url("").rstrip("/"))
+    await expect(tab.row("a")).to_contain_text("sk-…0001")
+    await expect(tab.page.locator("#config-meta")).to_contain_text(f"from {path}")
+    write_config(path, [target(up, base_url="not a url", priority="high")])
+    await tab.confirm(tab.page.locator("#reload"))
+    problems = tab.page.locator("#reload-result .problems li")
+    await expect(problems).to_have_count(2, timeout=WAIT_MS)
+    await expect(problems.nth(0)).to_contain_text("targets[0].")
+    await expect(tab.page.locator("#config-meta")).to_contain_text("error (admin)")
+    write_config(path, [target(up), target(await upstream("b"))])
+    await tab.confirm(tab.page.locator("#reload"))
+    await expect(tab.page.locator("#reload-result")).to_have_text("reload: ok", timeout=WAIT_MS)
+    await expect(tab.row("b")).to_be_visible(timeout=WAIT_MS)

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from proxy.admin.console_auth import COOKIE, CSRF_HEADER, SESSION_TTL_S
+from proxy.admin.console_auth import COOKIE, CSRF_HEADER, SESSION_TTL_S, ConsoleSessions
 from proxy.config import Config
 from proxy.http.app import make_app
 from tests.clock import FakeClock
@@ -241,3 +241,17 @@ async def test_the_demo_prints_a_console_url_that_serves_the_console(tmp_path: P
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
+
+
+def test_console_sessions_are_bounded_and_bound_to_the_token() -> None:
+    """Past MAX_SESSIONS the oldest session is dropped; a session opened with another token,
+    an expired one or an unknown cookie is no session."""
+    sessions = ConsoleSessions(ttl_s=10.0, max_sessions=3)
+    opened = [sessions.open(b"token", 0.0)[0] for _ in range(4)]
+    assert sessions.find(opened[0], b"token", 1.0) is None
+    assert all(sessions.find(sid, b"token", 1.0) is not None for sid in opened[1:])
+    assert sessions.find(opened[1], b"other-token", 1.0) is None
+    assert sessions.find(opened[1], b"token", 1.0) is None  # dropped on the mismatch
+    assert sessions.find(opened[2], b"token", 10.0) is None
+    assert sessions.find("\udcff-not-a-session", b"token", 1.0) is None
+    assert sessions.find(None, b"token", 1.0) is None

@@ -12,7 +12,7 @@ const ACTIONS_FOR = {
   draining: ["resume", "pause", "disable", "reset"],
   disabled: ["enable", "reset"],
 };
-const S = { csrf: null, skew: 0, targets: [], feed: [], source: null, polling: null, selected: null };
+const S = { csrf: null, skew: 0, targets: [], feed: [], source: null, polling: null, selected: null, keys: {} };
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -152,7 +152,8 @@ function renderTargets(status, traffic) {
   const minute = (traffic && traffic.last_minute) || {};
   const rows = status.targets.map((t) => {
     const m = minute[t.id] || { requests: 0, errors: 0, p50_latency_s: null, p50_ttft_s: null };
-    const keys = `${t.keys} key${t.keys === 1 ? "" : "s"}` + (t.keys_disabled.length ? `, ${t.keys_disabled.length} disabled` : "");
+    const masked = (S.keys[t.id] || []).filter((k) => k).map((k, i) => t.keys_disabled.includes(i) ? `${k} (disabled)` : k);
+    const keys = masked.length ? masked.join(", ") : `${t.keys} key${t.keys === 1 ? "" : "s"}` + (t.keys_disabled.length ? `, ${t.keys_disabled.length} disabled` : "");
     const buttons = (ACTIONS_FOR[t.operator] || ACTIONS).map((a) => h("button", {
       type: "button", "data-action": a,
       onclick: () => act(`${a[0].toUpperCase() + a.slice(1)} target ${t.id}?`, `/admin/targets/${encodeURIComponent(t.id)}/${a}`, {},
@@ -373,6 +374,7 @@ async function loadConfig() {
   $("#config-meta").textContent = `${c.source ? `from ${c.source}` : "not from a file"} · ${last}`;
   $("#reload").disabled = !c.source;
   $("#config-json").textContent = JSON.stringify(c.config, null, 2);
+  S.keys = Object.fromEntries(c.config.targets.map((t) => [t.id, t.api_keys || []]));
 }
 
 async function reloadConfig() {
@@ -428,9 +430,9 @@ async function start() {
   $("#login").hidden = true;
   $("#app").hidden = false;
   $("#logout").hidden = !res.doc.token_required;
+  await loadConfig();
   await refresh();
   loadSessions();
-  loadConfig();
   connectEvents();
   loadRecent();
   clearInterval(S.polling);
