@@ -334,3 +334,23 @@ async def test_reload_shows_validation_problems_with_their_paths(
     await tab.confirm(tab.page.locator("#reload"))
     await expect(tab.page.locator("#reload-result")).to_have_text("reload: ok", timeout=WAIT_MS)
     await expect(tab.row("b")).to_be_visible(timeout=WAIT_MS)
+
+
+async def test_a_pending_decision_is_answered_from_the_page(
+    upstream: Any, gateway: Any, console: Any, tmp_path: Path
+) -> None:
+    """Tests that fail before a switch open a decision; the page lists it with the switch, and
+    its Isolate (confirmed) creates the branch and clears it from the list."""
+    repo = make_repo(tmp_path / "repo")
+    tests = {"command": "echo 2 tests failed; exit 1", "block_on_fail": True}
+    s = await start(upstream, gateway, git=git_config(repo, tests=tests))
+    await s.failover()
+    await s.idle()
+    assert branch(repo) == "dev"
+    tab = await console(s.gw.url("").rstrip("/"))
+    decision = tab.page.locator("[data-decision]")
+    await expect(decision).to_contain_text("tests failed before a switch a → b")
+    await tab.confirm(decision.locator("button", has_text="Isolate"))
+    await expect(tab.page.locator("#toast")).to_contain_text("(dev → dev-b)", timeout=WAIT_MS)
+    await expect(decision).to_have_count(0, timeout=WAIT_MS)
+    assert branch(repo) == "dev-b"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from proxy.admin.console_auth import COOKIE, CSRF_HEADER, SESSION_TTL_S, ConsoleSessions
 from proxy.config import Config
 from proxy.http.app import make_app
+from proxy.ui import ASSETS
 from tests.clock import FakeClock
 from tests.conftest import Running, target
 from tests.fakes import error
@@ -255,3 +258,15 @@ def test_console_sessions_are_bounded_and_bound_to_the_token() -> None:
     assert sessions.find(opened[2], b"token", 10.0) is None
     assert sessions.find("\udcff-not-a-session", b"token", 1.0) is None
     assert sessions.find(None, b"token", 1.0) is None
+
+
+def test_the_package_data_carries_every_console_file() -> None:
+    """pyproject's package-data for proxy.ui matches every file the console serves, so a wheel
+    (and ``pip install .``) ships the page."""
+    root = Path(__file__).resolve().parents[2]
+    with (root / "pyproject.toml").open("rb") as f:
+        patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]["proxy.ui"]
+    static = root / "proxy" / "ui" / "static"
+    for name in ASSETS:
+        assert (static / name).is_file(), name
+        assert any(fnmatch(f"static/{name}", p) for p in patterns), name
