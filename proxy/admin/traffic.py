@@ -14,7 +14,7 @@ Buckets run oldest first; the last is the one ``now`` falls in.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 
 from aiohttp import web
@@ -30,7 +30,9 @@ TRAFFIC = web.AppKey("traffic", TrafficWindow)
 routes = web.RouteTableDef()
 
 
-def _feeder(window: TrafficWindow, gw: Gateway):  # type: ignore[no-untyped-def]
+def _feeder(window: TrafficWindow, gw: Gateway) -> Callable[[object], None]:
+    """The bus subscriber that feeds ``window``."""
+
     def on_event(event: object) -> None:
         if isinstance(event, RequestFinished):
             now = event.at if event.at is not None else gw.clock.monotonic()

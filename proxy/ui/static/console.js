@@ -218,6 +218,7 @@ function feedRow(v) {
       "aria-label": `Explain request ${v.request_id}` }, clock(v.at))),
     h("td", {}, v.model || "–"),
     h("td", {}, via),
+    h("td", {}, String(v.attempts ?? "–")),
     h("td", {}, String(v.failovers)),
     h("td", {}, String(v.resumes)),
     h("td", { class: v.status >= 400 ? "error" : null }, `${v.status ?? "–"} ${v.outcome || ""}`),
@@ -272,7 +273,7 @@ function fromRecord(r) {
   return {
     type: "request_finished", request_id: r.request_id, at: r.started_wall + (r.duration_s || 0),
     model: r.client_model, first_target: r.attempts.length ? r.attempts[0].target : null,
-    served_by: last, failovers: r.failovers, resumes: r.resumes, status: r.status,
+    served_by: last, attempts: r.attempts.length, failovers: r.failovers, resumes: r.resumes, status: r.status,
     outcome: r.outcome, duration_s: r.duration_s, no_target_left: false,
   };
 }
