@@ -2,14 +2,16 @@
 
 Access (``guard.py``): with ``admin.token`` (or ``SIDESTEP_ADMIN_TOKEN``) set, a matching
 ``Authorization: Bearer`` header is required (constant-time compare); without a token the API
-answers only connections from loopback. Each module here adds its own routes.
+answers only connections from loopback; a web console session (``console_auth``) stands in
+for the token. Each module here adds its own routes.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.admin import events, guard, sessions, status
+from proxy.admin import config_view, events, guard, sessions, status, traffic
+from proxy.admin.console_auth import CONSOLE_SESSIONS, ConsoleSessions
 from proxy.admin.last_error import LastErrors
 from proxy.state.gateway import GATEWAY
 
@@ -20,6 +22,9 @@ def add_admin_routes(app: web.Application) -> None:
     gw.events.subscribe(errors)
     app.router.add_routes(status.routes)
     app.router.add_routes(sessions.routes)
+    app.router.add_routes(config_view.routes)
+    traffic.install(app)
+    app[CONSOLE_SESSIONS] = ConsoleSessions()
     events.install(app)
     app.middlewares.append(guard.admin_guard)
 

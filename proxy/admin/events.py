@@ -93,7 +93,9 @@ async def events(request: web.Request) -> web.StreamResponse:
             chunk = await feed.take(PING_S)
             if chunk or not feed.closed:
                 await resp.write(chunk or b": ping\n\n")
-        await resp.write_eof()
+        # at shutdown the client may already be gone: the stream ends either way
+        with suppress(ConnectionResetError):
+            await resp.write_eof()
         return resp
     finally:
         unsubscribe()

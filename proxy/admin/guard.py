@@ -1,4 +1,8 @@
-"""Who may use the admin API: a bearer token when one is configured, else loopback only."""
+"""Who may use the admin API: a bearer token when one is configured, else loopback only.
+
+With a token, a web console session (``console_auth``: its cookie, plus its CSRF token on a
+state-changing method) stands in for the bearer token; a session without the CSRF token is
+refused with 403."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import ipaddress
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from policies.browser import STATE_CHANGING_METHODS
+from proxy.admin.console_auth import CONSOLE_SESSIONS, COOKIE, csrf_ok
 from proxy.http.errors import error_response
 from proxy.state.gateway import GATEWAY
 
@@ -48,12 +54,33 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         if auth[:7].lower() == "bearer "
         else b""
     )
-    if not hmac.compare_digest(given, token.get_secret_value().encode()):
+    secret = token.get_secret_value().encode()
+    if hmac.compare_digest(given, secret):
+        return await handler(request)
+    return await _console_session(request, handler, secret)
+
+
+async def _console_session(
+    request: web.Request, handler: Handler, token: bytes
+) -> web.StreamResponse:
+    """The request's console session stands in for the token (with its CSRF token when the
+    method changes state); without one the answer is the API's 401."""
+    sessions = request.app[CONSOLE_SESSIONS]
+    now = request.app[GATEWAY].clock.monotonic()
+    session = sessions.find(request.cookies.get(COOKIE), token, now)
+    if session is None:
         return error_response(
             401,
             "missing or wrong admin token",
             "authentication_error",
             code="invalid_admin_token",
             headers={"WWW-Authenticate": 'Bearer realm="sidestep admin"'},
+        )
+    if request.method in STATE_CHANGING_METHODS and not csrf_ok(request, session):
+        return error_response(
+            403,
+            "this console request lacks its CSRF token (X-Sidestep-CSRF); reload the page",
+            "permission_error",
+            code="csrf_failed",
         )
     return await handler(request)

@@ -105,6 +105,7 @@ async def status(request: web.Request) -> web.Response:
     return json_response(
         {
             "version": __version__,
+            "now": round(gw.clock.wall(), 3),  # for countdowns: cooling_down_until - now
             "uptime_s": round(gw.clock.monotonic() - gw.started, 3),
             "config": gw.config.source,
             # the real path, so ``sidestep`` commands can tell this gateway's file from another

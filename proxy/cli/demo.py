@@ -72,6 +72,7 @@ async def run_demo(*, port: int, tour: bool, stay: bool) -> int:
 async def _started(port: int, tour: bool, *, stay: bool) -> None:
     base = f"http://127.0.0.1:{port}/v1"
     print(f"\nsidestep is listening on {base}")
+    print(f"web console: http://127.0.0.1:{port}/ui")
     if tour:
         await _tour(base)
     print(

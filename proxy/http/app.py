@@ -21,6 +21,7 @@ from proxy.observe.notify import notify_ctx
 from proxy.state.clock import Clock, SystemClock
 from proxy.state.gateway import GATEWAY, Gateway
 from proxy.state.reload import add_reloading
+from proxy.ui import add_console
 from proxy.upstream.client import AiohttpUpstream, Upstream, make_session
 
 
@@ -50,6 +51,7 @@ def make_app(
     add_reloading(app, gw, watch=watch_config)
     add_routes(app, discover_models=discover_models)
     add_admin_routes(app)
+    add_console(app)
     add_metrics(app).registry.register(BodyBudgetGauge(app[BODY_BUDGET]))
     return app
 

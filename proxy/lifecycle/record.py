@@ -102,7 +102,8 @@ class RequestFinished:
     kind: ClassVar[str] = "request_finished"
     view_paths: ClassVar[tuple[str, ...]] = (
         "record.request_id", "record.session", "record.endpoint", "record.client_model",
-        "record.outcome", "record.status", "first_target", "served_by", "record.failovers",
+        "record.outcome", "record.status", "first_target", "served_by", "attempts",
+        "record.failovers",
         "record.resumes", "record.duration_s", "record.ttft_s", "no_target_left", "excluded",
     )  # fmt: skip
 
@@ -114,6 +115,11 @@ class RequestFinished:
         """The target of the first attempt, if any was made."""
         attempts = self.record.attempts
         return attempts[0].target if attempts else None
+
+    @property
+    def attempts(self) -> int:
+        """How many upstream attempts the request made (0 when refused before any)."""
+        return len(self.record.attempts)
 
     @property
     def served_by(self) -> str | None:

@@ -75,6 +75,7 @@ async def test_breaker_transition_arrives_live(upstream: Any, gateway: Any) -> N
         assert (failover["from"], failover["to"]) == ("a", "b")
         done = await events.until({"type": "request_finished"})
         assert (done["served_by"], done["failovers"], done["no_target_left"]) == ("b", 1, False)
+        assert done["attempts"] == 2
 
 
 async def test_operator_actions_are_streamed(upstream: Any, gateway: Any) -> None:
