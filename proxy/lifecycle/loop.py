@@ -149,7 +149,7 @@ class Driver:
         sent = self._outgoing(lane, body)
         if sent is None:  # a reload removed the target since it was chosen
             return lc.LeaseRefused(lane)
-        run.dropped = sent.dropped
+        run.record.dropped = sent.dropped
         stream = run.creq.stream or leg is not None
         after_s = hedge_after_s(run, lane) if command.hedge and leg is None else None
         twin = self._outgoing(command.hedge) if command.hedge and after_s is not None else None

@@ -70,6 +70,7 @@ class RequestRecord:
     decisions: list[Decision] = field(default_factory=list)  # summarised only when read
     segments: list[SegmentRecord] = field(default_factory=list)
     error: str | None = None
+    dropped: tuple[str, ...] = ()  # what translation left out (a chat target's missing tools)
 
     def served_split(self) -> list[tuple[str, int]]:
         """(target, characters it produced) per run of segments from the same target, in

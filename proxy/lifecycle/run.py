@@ -29,7 +29,6 @@ class Run:
         self.session_target = gw.pinned.get(creq.session or "default") or (
             gw.affinity.get(creq.session, self.started) if creq.session else None
         )
-        self.dropped: tuple[str, ...] = ()  # what translation left out (built-in tools)
         self.record = RequestRecord(
             request_id=creq.request_id,
             endpoint=creq.endpoint.value,
@@ -80,8 +79,8 @@ class Run:
             "x-sidestep-attempts": str(len(self.record.attempts)),
             "x-sidestep-failovers": str(self.record.failovers),
         }
-        if self.dropped:
-            headers["x-sidestep-dropped"] = ",".join(self.dropped)
+        if self.record.dropped:
+            headers["x-sidestep-dropped"] = ",".join(self.record.dropped)
         return headers
 
     def account_usage(self, lease: Lease) -> None:

@@ -103,6 +103,8 @@ def request_line(record: RequestRecord) -> RequestLine:
         reasons += _unrouted(record)
     if record.error and record.outcome not in _SERVED:
         reasons.append(record.error)
+    if record.dropped:  # a Responses request on a chat target lost built-in tools
+        reasons.append(f"dropped {', '.join(record.dropped)} (the target cannot run them)")
     return RequestLine(
         request_id=record.request_id,
         endpoint=record.endpoint,

@@ -18,6 +18,7 @@ import pytest
 import yaml  # type: ignore[import-untyped, unused-ignore]  # PyYAML ships no stubs
 from openai import AsyncOpenAI
 
+from proxy.lifecycle.record import Outcome, RequestRecord
 from proxy.observe import console_log
 from proxy.observe.console_log import LogFormat, RequestLine
 from tests.conftest import target
@@ -157,3 +158,12 @@ async def test_refusals_say_why(
     assert lines[0].endswith("attempts 0 failovers 0 resumes 0 | no target serves model 'nope'")
     assert lines[1].endswith("| gateway at capacity: queue_full"), lines[1]
     assert " 429 rejected " in lines[1]
+
+
+def test_dropped_tools_are_on_the_line() -> None:
+    """A Responses request served by a chat target says which built-in tools it lost."""
+    record = RequestRecord("req_1", "responses", "m", None, True, 0.0)
+    record.outcome, record.status, record.served_by = Outcome.OK, 200, "groq"
+    record.dropped = ("web_search", "image_generation")
+    line = console_log.request_line(record).text()
+    assert line.endswith("| dropped web_search, image_generation (the target cannot run them)")
