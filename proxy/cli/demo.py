@@ -70,7 +70,8 @@ async def run_demo(*, port: int, tour: bool, stay: bool) -> int:
 
 
 async def _started(port: int, tour: bool, *, stay: bool) -> None:
-    base = f"http://127.0.0.1:{port}/v1"
+    origin = f"http://127.0.0.1:{port}"
+    base = f"{origin}/v1"
     print(f"\nsidestep is listening on {base}")
     print(f"web console: http://127.0.0.1:{port}/ui")
     if tour:
@@ -83,6 +84,12 @@ async def _started(port: int, tour: bool, *, stay: bool) -> None:
         f'  OPENAI_BASE_URL={base} OPENAI_API_KEY=demo python -c "from openai import OpenAI; '
         f"print(OpenAI().chat.completions.create(model='{DEMO_MODEL}', "
         "messages=[{'role': 'user', 'content': 'hello'}]).choices[0].message.content)\"\n"
+        "  # Claude Code (npm install -g @anthropic-ai/claude-code):\n"
+        f"  ANTHROPIC_BASE_URL={origin} ANTHROPIC_API_KEY=anything claude\n"
+        "  # Codex CLI (npm install -g @openai/codex):\n"
+        f"  OPENAI_API_KEY=anything codex -m {DEMO_MODEL} -c model_provider=sidestep "
+        f"-c 'model_providers.sidestep={{name=\"sidestep\",base_url=\"{base}\","
+        'env_key="OPENAI_API_KEY",wire_api="responses"}\'\n'
         + ("Press Ctrl-C to stop." if stay else "(--exit: stopping now; run without it to try)"),
         flush=True,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -12,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anthropic
 import orjson
 import pytest
+from openai import AsyncOpenAI
 
 from proxy.cli.simulator import canonical_text
 from proxy.cli.urls import client_base_url
@@ -367,6 +370,41 @@ async def test_the_sdk_line_the_demo_prints_works(tmp_path: Path) -> None:
         out, err = await asyncio.wait_for(sdk.communicate(), 30)
         assert sdk.returncode == 0, err.decode()
         assert len(out.decode().split()) > 5  # a real answer, from a simulated provider
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+
+
+async def test_the_agent_lines_the_demo_prints_work(tmp_path: Path) -> None:
+    """The Claude Code and Codex lines `sidestep demo` prints name URLs the agents' own
+    protocols are served on: the Anthropic SDK streams a message from the printed
+    ``ANTHROPIC_BASE_URL``, the OpenAI SDK a Responses stream from the printed provider URL
+    (CI has no node agents; they were run by hand against the same lines)."""
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "demo", "--port", "0", "--no-tour",
+        cwd=tmp_path, env=clean_env(), stdout=pipe, stderr=pipe,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        text = ""
+        while "Ctrl-C" not in text:
+            text += (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        claude = re.search(r"ANTHROPIC_BASE_URL=(\S+) ANTHROPIC_API_KEY=anything claude\n", text)
+        codex = re.search(r'codex -m (\S+) .*base_url="([^"]+)".*wire_api="responses"', text)
+        assert claude is not None and codex is not None, text
+        async with anthropic.AsyncAnthropic(base_url=claude[1], api_key="anything") as client:
+            async with client.messages.stream(
+                model="claude-sonnet-4-5",
+                max_tokens=100,
+                messages=[{"role": "user", "content": "hi"}],
+            ) as stream:
+                message = await stream.get_final_message()
+        assert len(message.content[0].text.split()) > 5  # type: ignore[union-attr]
+        async with AsyncOpenAI(base_url=codex[2], api_key="anything") as openai_client:
+            async with openai_client.responses.stream(model=codex[1], input="hi") as events:
+                response = await events.get_final_response()
+        assert len(response.output_text.split()) > 5
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
