@@ -393,17 +393,17 @@ async def test_the_agent_lines_the_demo_prints_work(tmp_path: Path) -> None:
         claude = re.search(r"ANTHROPIC_BASE_URL=(\S+) ANTHROPIC_API_KEY=anything claude\n", text)
         codex = re.search(r'codex -m (\S+) .*base_url="([^"]+)".*wire_api="responses"', text)
         assert claude is not None and codex is not None, text
-        async with anthropic.AsyncAnthropic(base_url=claude[1], api_key="anything") as client:
-            async with client.messages.stream(
-                model="claude-sonnet-4-5",
-                max_tokens=100,
-                messages=[{"role": "user", "content": "hi"}],
-            ) as stream:
-                message = await stream.get_final_message()
+        hello = [{"role": "user", "content": "hi"}]
+        client = anthropic.AsyncAnthropic(base_url=claude[1], api_key="anything")
+        async with (
+            client,
+            client.messages.stream(model="claude-x", max_tokens=100, messages=hello) as stream,
+        ):
+            message = await stream.get_final_message()
         assert len(message.content[0].text.split()) > 5  # type: ignore[union-attr]
-        async with AsyncOpenAI(base_url=codex[2], api_key="anything") as openai_client:
-            async with openai_client.responses.stream(model=codex[1], input="hi") as events:
-                response = await events.get_final_response()
+        oai = AsyncOpenAI(base_url=codex[2], api_key="anything")
+        async with oai, oai.responses.stream(model=codex[1], input="hi") as events:
+            response = await events.get_final_response()
         assert len(response.output_text.split()) > 5
     finally:
         proc.send_signal(signal.SIGINT)
