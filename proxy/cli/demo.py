@@ -88,7 +88,7 @@ async def _started(port: int, tour: bool, *, stay: bool) -> None:
         f"  ANTHROPIC_BASE_URL={origin} ANTHROPIC_API_KEY=anything claude\n"
         "  # Codex CLI (npm install -g @openai/codex):\n"
         f"  OPENAI_API_KEY=anything codex -m {DEMO_MODEL} -c model_provider=sidestep "
-        f"-c 'model_providers.sidestep={{name=\"sidestep\",base_url=\"{base}\","
+        f'-c \'model_providers.sidestep={{name="sidestep",base_url="{base}",'
         'env_key="OPENAI_API_KEY",wire_api="responses"}\'\n'
         + ("Press Ctrl-C to stop." if stay else "(--exit: stopping now; run without it to try)"),
         flush=True,

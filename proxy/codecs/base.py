@@ -5,7 +5,10 @@ SDK raises instead of reporting half an answer as success."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
+
+import orjson
 
 from proxy.lifecycle.record import SegmentRecord
 from proxy.lifecycle.relay import Inspector, SegmentResult
@@ -44,3 +47,33 @@ def segment_record(
     ending = result.ending.value
     target, dropped = lease.runtime.config.id, inspector.dropped
     return SegmentRecord(target, lease.model, start, end, result.chunks, ending, dropped)
+
+
+class Transcript(Protocol):
+    @property
+    def chars(self) -> int:
+        """Characters of the answer so far."""
+
+
+T = TypeVar("T", bound=Transcript, contravariant=True)
+
+
+class Continues(Protocol[T]):
+    def __call__(
+        self, obj: Mapping[str, Any], transcript: T, /, *, prefill: bool, produced_tokens: int
+    ) -> dict[str, Any]:
+        """A protocol's continuation request (``policies.stitch``, ``messages_stitch``, …)."""
+
+
+CHARS_PER_TOKEN = 4
+
+
+def continuation_json(
+    build: Continues[T], obj: Mapping[str, Any], transcript: T, model: str, prefill: bool
+) -> bytes:
+    """The continuation request ``build`` makes of the client's request ``obj`` and the
+    answer so far, for ``model``, as JSON (about four characters to the token produced)."""
+    produced = transcript.chars // CHARS_PER_TOKEN
+    body = build(obj, transcript, prefill=prefill, produced_tokens=produced)
+    body["model"] = model
+    return orjson.dumps(body)

@@ -25,6 +25,7 @@ from policies.stitch import (
     continuation_request,
     merge_usage,
 )
+from proxy.codecs.base import continuation_json
 from proxy.codecs.chat import ChatInspector, parse_chat_event
 from proxy.http.errors import stream_error_frame
 from proxy.lifecycle.record import SegmentRecord
@@ -90,14 +91,9 @@ class ChatStitch:
         return bool(self.transcript.tool_indexes())
 
     def continuation_body(self, model: str, prefill: bool) -> bytes:
-        body = continuation_request(
-            self.run.creq.obj,
-            self.transcript,
-            prefill=prefill,
-            produced_tokens=self.transcript.chars // 4,
+        return continuation_json(
+            continuation_request, self.run.creq.obj, self.transcript, model, prefill
         )
-        body["model"] = model
-        return orjson.dumps(body)
 
     async def finish(self) -> None:
         run = self.run

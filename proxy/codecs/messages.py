@@ -16,12 +16,12 @@ then it ends as that tool-use turn (``MessageSplice.tool_turn_frames``). The con
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from policies.messages_splice import Act, MessageSplice, SegmentSplice
 from policies.messages_stitch import continuation_request, messages_usage, parse_messages_event
 from policies.sse import is_comment
+from proxy.codecs.base import continuation_json
 from proxy.codecs.chat_stitch import provenance
 from proxy.http.errors import messages_error_frame
 from proxy.lifecycle.record import SegmentRecord
@@ -98,12 +98,9 @@ class MessagesStitch:
         return self.splice.transcript.has_tool_use()
 
     def continuation_body(self, model: str, prefill: bool) -> bytes:
-        transcript = self.splice.transcript
-        body = continuation_request(
-            self.run.creq.obj, transcript, prefill=prefill, produced_tokens=transcript.chars // 4
+        return continuation_json(
+            continuation_request, self.run.creq.obj, self.splice.transcript, model, prefill
         )
-        body["model"] = model
-        return orjson.dumps(body)
 
     async def finish(self) -> None:
         run = self.run

@@ -11,7 +11,6 @@ lifecycle's (``policies.lifecycle``).
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from policies.responses_stitch import INTERRUPTED_CODE, ResponsesStream
@@ -20,7 +19,7 @@ from policies.responses_transcript import (
     resume_refusal,
     wants_encrypted,
 )
-from proxy.codecs.base import segment_record
+from proxy.codecs.base import continuation_json, segment_record
 from proxy.codecs.chat_stitch import provenance
 from proxy.codecs.responses import ResponsesInspector, frame
 from proxy.lifecycle.relay import Inspector, SegmentResult
@@ -61,12 +60,9 @@ class ResponsesStitch:
         self.run.record.segments.append(record)
 
     def continuation_body(self, model: str, prefill: bool) -> bytes:
-        transcript = self.stream.transcript
-        body = continuation_request(
-            self.run.creq.obj, transcript, prefill=prefill, produced_tokens=transcript.chars // 4
+        return continuation_json(
+            continuation_request, self.run.creq.obj, self.stream.transcript, model, prefill
         )
-        body["model"] = model
-        return orjson.dumps(body)
 
     async def finish(self) -> None:
         run = self.run
