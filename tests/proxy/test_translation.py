@@ -13,7 +13,7 @@ import pytest
 
 from tests.agents import CLAUDE_CODE_HEADERS, claude_code_request
 from tests.conftest import target
-from tests.fakes import FakeUpstream, Reply, chat_frames
+from tests.fakes import FakeUpstream, Reply, chat_frames, error
 from tests.messages_sse import message_frames, text, tool
 from tests.proxy.test_anthropic_native import MESSAGE, REQUEST, claude, native
 from tests.proxy.test_codex_wire import codex_body
@@ -263,3 +263,21 @@ async def test_codex_turn_on_a_chat_only_target(gateway: Any, upstream: Any) -> 
     sent = fake.seen[0].body
     assert [t["function"]["name"] for t in sent["tools"]] == ["shell"]
     assert sent["messages"][0]["role"] == "system"
+
+
+async def test_responses_fail_over_from_a_429_to_a_chat_only_target(
+    gateway: Any, upstream: Any
+) -> None:
+    """A Responses stream whose native target answers 429 is served by a chat-only target:
+    the SDK's final response carries the function call with its arguments intact."""
+    native_up, chat = await upstream("openai"), await upstream("groq")
+    native_up.queue(error(429, "slow down", "rate_limit_error", **{"retry-after": "30"}))
+    chat.queue(Reply(frames=tool_call_frames("shell", '{"cmd": ["make", "test"]}', prose="")))
+    gw = await gateway([target(native_up, priority=10), chat_only(chat)])
+    tools = [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]
+    async with gw.openai().responses.stream(model="m", input="run tests", tools=tools) as s:
+        final = await s.get_final_response()
+    call = next(item for item in final.output if item.type == "function_call")
+    assert (call.name, orjson.loads(call.arguments)) == ("shell", {"cmd": ["make", "test"]})
+    assert native_up.seen[0].path == "/v1/responses"
+    assert chat.seen[0].path == "/v1/chat/completions"
