@@ -1,7 +1,8 @@
 """A fast mock OpenAI-compatible upstream: ``POST /v1/chat/completions`` answers with
 pre-serialised bytes from ``tests.bench.wire``.
 
-The request's ``bench`` object picks the answer: ``size`` bytes of ``chat.completion`` when
+The request's ``bench`` object (or ``bench {json}`` as the last message's text, which survives a
+translation) picks the answer: ``size`` bytes of ``chat.completion`` when
 ``stream`` is false, else ``chunks`` SSE chunk frames, then ``[DONE]``, with a pause of
 ``gap_ms`` after every ``burst`` frames (default 1). Each frame is its own write, as a real
 provider sends tokens.
@@ -23,7 +24,7 @@ from tests.bench import serve, wire
 
 async def chat(request: web.Request) -> web.StreamResponse:
     doc = orjson.loads(await request.read())
-    params = doc.get("bench") or {}
+    params = doc.get("bench") or _params_in_prompt(doc)
     if doc.get("stream") is not True:
         return web.Response(
             body=wire.completion_body(int(params.get("size", 0))), headers=wire.JSON_HEADERS
@@ -41,6 +42,19 @@ async def chat(request: web.Request) -> web.StreamResponse:
     await out.write(wire.DONE)
     await out.write_eof()
     return out
+
+
+def _params_in_prompt(doc: dict[str, object]) -> dict[str, object]:
+    """The ``bench`` object carried in the last message's text (``bench {json}``), for a
+    request sidestep translated from another protocol (a translation keeps the text and
+    leaves unknown fields out)."""
+    messages = doc.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else {}
+    text = last.get("content") if isinstance(last, dict) else None
+    if isinstance(text, str) and text.startswith("bench "):
+        found = orjson.loads(text[6:])
+        return found if isinstance(found, dict) else {}
+    return {}
 
 
 def make_app() -> web.Application:

@@ -47,3 +47,17 @@ def test_quick_benchmark_writes_a_table_with_zero_errors(tmp_path: Path) -> None
 
 def _cells(row: str) -> list[str]:
     return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
+def test_quick_translated_benchmark_runs() -> None:
+    """``python -m tests.bench.translated --quick`` relays both streams, each checked (the
+    passed-through one byte-for-byte, the translated one as one complete message)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.translated", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "CPU per chunk, translated" in done.stdout
