@@ -107,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{rounds} rounds x {streams} streams x {CHUNKS} chunks, {CONCURRENCY} at once")
     print(f"CPU per chunk, passed through (chat → chat):         {passed:6.1f} µs")
     print(f"CPU per chunk, translated (chat → Anthropic Messages): {translated:6.1f} µs")
-    print(f"ratio {translated / passed:.2f}x (goal: at most 2x)")
+    ratio = f"{translated / passed:.2f}x" if passed else "n/a (too few chunks to measure)"
+    print(f"ratio {ratio} (goal: at most 2x)")
     return 0
 
 
