@@ -22,7 +22,9 @@ from policies.lanes import LaneId
 from policies.lifecycle import Lifecycle, Phase, RequestFacts, Settings
 from policies.routing import LaneView
 from policies.stitch import prefill_refused
+from policies.translate import Untranslatable
 from proxy.codecs import StreamCodec, codec_for, resume_blocked
+from proxy.http.errors import ClientRequestError
 from proxy.lifecycle.attempt import Failed, Opened, open_attempt
 from proxy.lifecycle.hedge import Raced, hedge_after_s, hedged_attempt
 from proxy.lifecycle.record import Outcome, RequestFinished
@@ -95,7 +97,10 @@ class Driver:
                 command = out.command
                 if command.terminal:
                     return await self._terminal(state, command)
-                event = await self._execute(state, command)
+                try:
+                    event = await self._execute(state, command)
+                except Untranslatable as exc:  # a continuation its lane's protocol cannot take
+                    return await self._terminal(state, lc.EndStream(exc.message))
                 state, out = lc.step(state, event, gw.clock.monotonic(), gw.rng)
                 self._note_decision(state, event)
         finally:
@@ -146,7 +151,13 @@ class Driver:
             assert self.codec is not None, "a continuation follows a served segment"
             model = lane.upstream_model or run.creq.model
             body = self.codec.continuation_body(model, leg.prefill)
-        sent = self._outgoing(lane, body)
+        try:
+            sent = self._outgoing(lane, body)
+        except ClientRequestError as exc:
+            if self.out is None:  # nothing sent yet: the client gets a 400
+                raise
+            why = f"the continuation cannot go to {lane.target_id}: {exc.message}"
+            raise Untranslatable(why) from None
         if sent is None:  # a reload removed the target since it was chosen
             return lc.LeaseRefused(lane)
         run.record.dropped = sent.dropped

@@ -281,3 +281,19 @@ async def test_responses_fail_over_from_a_429_to_a_chat_only_target(
     assert (call.name, orjson.loads(call.arguments)) == ("shell", {"cmd": ["make", "test"]})
     assert native_up.seen[0].path == "/v1/responses"
     assert chat.seen[0].path == "/v1/chat/completions"
+
+
+async def test_untranslatable_continuation_ends_the_stream_cleanly(
+    gateway: Any, upstream: Any
+) -> None:
+    """A native stream cut mid-text whose request a chat target cannot be given ends with
+    one Anthropic error event naming why, raised by the SDK — never a broken connection."""
+    claude_up, oai = await upstream("claude"), await upstream("oai")
+    claude_up.queue(Reply(frames=message_frames([text("The answer is forty-two.")]), cut_after=4))
+    gw = await gateway([native(claude_up, priority=10, prefill=True), target(oai)])
+    messages = [{"role": "user", "content": [{"type": "hologram", "data": "x"}]}]
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        async with claude(gw).messages.stream(**{**REQUEST, "messages": messages}) as stream:
+            await stream.get_final_message()
+    assert "messages[0].content[0]" in str(raised.value)
+    assert oai.calls == 0
