@@ -36,7 +36,8 @@ async def error_shapes(request: web.Request, handler: Handler) -> web.StreamResp
 
 def anthropic_shaped(response: web.StreamResponse) -> web.StreamResponse:
     """``response`` with an OpenAI-shaped JSON error body in Anthropic's shape (a body that
-    is already Anthropic's, or not JSON, is left as it is)."""
+    is already Anthropic's, or not JSON, is left as it is); a 503 becomes Anthropic's 529
+    ``overloaded_error``, which Anthropic clients know to retry."""
     if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
         return response
     try:
@@ -45,6 +46,8 @@ def anthropic_shaped(response: web.StreamResponse) -> web.StreamResponse:
         return response
     if isinstance(body, dict) and body.get("type") == "error":
         return response
+    if response.status == 503:  # sidestep's "no target can serve": Anthropic says overloaded
+        response.set_status(529)
     shaped = from_openai(response.status, body)
     if shaped is not None:
         response.body = orjson.dumps(shaped)

@@ -14,6 +14,7 @@ import pytest
 from proxy.upstream.model_lists import fetch_models
 from tests.conftest import Running, target
 from tests.fakes import FakeUpstream, Reply
+from tests.proxy.test_audit import read_lines
 
 MESSAGE = {
     "id": "msg_01",
@@ -250,3 +251,38 @@ async def test_native_target_model_list_uses_anthropic_headers(gateway: Any, ups
     assert seen.path == "/v1/models"
     assert seen.headers["x-api-key"] == "sk-claude-upstream-key-0001"
     assert "anthropic-version" in seen.headers and "Authorization" not in seen.headers
+
+
+async def test_every_target_overloaded_is_a_529(gateway: Any, upstream: Any) -> None:
+    """When no target can serve, an Anthropic client gets 529 ``overloaded_error`` (the SDK's
+    OverloadedError), naming each target and why."""
+    fake = await upstream("claude")
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+    fake.queue(*[Reply(status=529, body=overloaded)] * 3)
+    gw = await gateway([native(fake)])
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        await claude(gw).messages.create(**REQUEST)
+    assert raised.value.status_code == 529
+    assert raised.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    assert "claude" in raised.value.body["error"]["message"]  # type: ignore[index]
+
+
+async def test_claude_code_session_header_names_the_session(
+    gateway: Any, upstream: Any, tmp_path: Any
+) -> None:
+    """``X-Claude-Code-Session-Id`` names the session when no ``x-sidestep-session`` is sent
+    (the audit record carries it), and ``x-sidestep-session`` wins when both are."""
+    fake = await upstream("claude")
+    fake.queue(Reply(body=MESSAGE), Reply(body=MESSAGE))
+    path = tmp_path / "audit.ndjson"
+    gw = await gateway([native(fake)], audit={"path": str(path)})
+    client = claude(gw)
+    await client.messages.create(
+        **REQUEST, extra_headers={"X-Claude-Code-Session-Id": "cc-session-1"}
+    )
+    await client.messages.create(
+        **REQUEST,
+        extra_headers={"X-Claude-Code-Session-Id": "cc-2", "x-sidestep-session": "mine"},
+    )
+    lines = await read_lines(path, 2)
+    assert [orjson.loads(line)["session"] for line in lines] == ["cc-session-1", "mine"]

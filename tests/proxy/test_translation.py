@@ -297,3 +297,24 @@ async def test_untranslatable_continuation_ends_the_stream_cleanly(
             await stream.get_final_message()
     assert "messages[0].content[0]" in str(raised.value)
     assert oai.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("item", "where"),
+    [
+        ({"type": "function_call_output", "call_id": "call_nope", "output": "1"}, "input[0]"),
+        ({"type": "teleport", "id": "x"}, "input[0]"),
+    ],
+)
+async def test_bad_responses_input_on_a_chat_target_is_a_clear_400(
+    gateway: Any, upstream: Any, item: dict[str, Any], where: str
+) -> None:
+    """An input item a chat target cannot be given (an output for a call never made, an
+    unknown item type) is a 400 naming its path; nothing is sent upstream."""
+    fake = await upstream("groq")
+    gw = await gateway([chat_only(fake)])
+    with pytest.raises(Exception) as raised:
+        await gw.openai().responses.create(model="m", input=[item])
+    assert getattr(raised.value, "status_code", None) == 400
+    assert where in str(raised.value)
+    assert fake.calls == 0
