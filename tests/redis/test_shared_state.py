@@ -144,9 +144,14 @@ async def test_an_rpm_budget_is_held_across_replicas(upstream: Any, replicas: An
     test's real time, so at most 60 + elapsed seconds + 1 reach the limited target."""
     a, b = await upstream("a"), await upstream("b")
     one, two = await replicas([target(a, priority=10, limits={"rpm": 60}), target(b)])
+    clients = [one.openai(), two.openai()]
     started = time.monotonic()
     for _ in range(10):
-        batch = [ask(gw) for gw in (one, two) for _ in range(8)]  # 160 requests in all
+        batch = [
+            client.chat.completions.create(model="m", messages=MESSAGES)
+            for client in clients
+            for _ in range(8)
+        ]  # 160 requests in all
         await asyncio.gather(*batch)
     elapsed_s = time.monotonic() - started
     assert a.calls >= 60
@@ -160,7 +165,7 @@ async def test_a_session_keeps_its_target_on_every_replica(
     """A session moved to b by A's failover keeps going to b when it lands on replica two."""
     a, b = await upstream("a"), await upstream("b")
     a.queue(rate_limited(20))
-    one, two = await replicas([target(a, priority=10), target(b)])
+    one, two = await replicas([target(a), target(b)])  # equal: a first by id
     session = {"extra_headers": {"x-sidestep-session": "s-1"}}
     assert await served_by(one, **session) == "b"
     await eventually(lambda: two.gw.affinity.get("s-1", two.clock.monotonic()) == "b")

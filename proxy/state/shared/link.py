@@ -2,7 +2,7 @@
 
 ``Link.run`` is a supervisor task: connect, subscribe to the change channel, read the stored
 state (what this replica missed), then read changes and write the outbox until something
-fails; then back off (0.1 s doubling to 5 s, real time: this waits on the network, not on
+fails; then back off (0.1 s doubling to 2 s, real time: this waits on the network, not on
 the gateway's clock) and start again. ``up`` says whether the last attempt is connected; it
 turns False on the first failure anywhere — a command on the request path included, through
 ``lost`` — so callers fall back to local state at once, and the loss is logged once.
@@ -41,7 +41,7 @@ FAILURES = (RedisError, OSError, TimeoutError)
 """What a Redis call may raise when the server is slow, gone or refusing."""
 
 BACKOFF_MIN_S = 0.1
-BACKOFF_MAX_S = 5.0
+BACKOFF_MAX_S = 2.0
 HEARTBEAT_S = 1.0
 READ_WAIT_S = 1.0
 BATCH = 500

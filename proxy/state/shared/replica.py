@@ -86,7 +86,9 @@ class Replica:
 
     def _session_moved(self, session: str, target: str, now: float) -> None:
         wall = to_wall(self.gw.clock, now)
-        self.link.send(Change(self.origin, Kind.AFFINITY, session, wall, target), self.affinity.ttl_s)
+        self.link.send(
+            Change(self.origin, Kind.AFFINITY, session, wall, target), self.affinity.ttl_s
+        )
 
     def _send(
         self,
