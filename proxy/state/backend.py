@@ -80,7 +80,9 @@ class BackendUp(Collector):
             "1 while the state backend is usable; 0 while sidestep runs on local state",
             labels=["backend"],
         )
-        shared = self.gw.shared
-        backend = self.gw.config.state.backend.value
-        gauge.add_metric([backend], 1.0 if shared is None or shared.up else 0.0)
+        shared = self.gw.shared  # the backend started with the app (a reload does not move it)
+        if shared is None:
+            gauge.add_metric(["memory"], 1.0)
+        else:
+            gauge.add_metric(["redis"], 1.0 if shared.up else 0.0)
         yield gauge
