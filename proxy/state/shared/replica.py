@@ -125,8 +125,9 @@ class Replica:
         if not self._known(subject):
             return
         if change.kind is Kind.COOLDOWN:
-            if at > now:
-                fleet.cooldowns.set(subject, at, ErrorClass(change.detail))
+            reason = _error_class(change.detail)
+            if at > now and reason is not None:
+                fleet.cooldowns.set(subject, at, reason)
         elif change.kind is Kind.COOLDOWN_CLEARED:
             fleet.cooldowns.clear(subject)
         elif change.kind is Kind.EXHAUSTED and isinstance(subject, KeyId):
@@ -146,3 +147,11 @@ class Replica:
         if rt is None:
             return False
         return isinstance(subject, str) or subject.key_index < len(rt.config.keys)
+
+
+_ERROR_CLASSES = {member.value: member for member in ErrorClass}
+
+
+def _error_class(value: str) -> ErrorClass | None:
+    """The error class named ``value``; None for a name this version does not know."""
+    return _ERROR_CLASSES.get(value)
