@@ -84,3 +84,22 @@ async def test_the_memory_backend_reports_itself_up(upstream: Any, gateway: Any)
     """Without shared state the gauge still exists, as the memory backend, always 1."""
     gw = await gateway([target(await upstream("a"))])
     assert await backend_up(gw) == ("memory", 1.0)
+
+
+async def test_a_replica_started_after_redis_came_back_empty_learns_what_the_others_know(
+    upstream: Any, replicas: Any, redis_server: RedisServer
+) -> None:
+    """Redis restarted without its data: the replicas write back what they hold, so a
+    replica that starts afterwards keeps off a target the others learnt to avoid."""
+    a, b = await upstream("a"), await upstream("b")
+    targets = [target(a, priority=10), target(b)]
+    a.queue(rate_limited(120))
+    one, _two = await replicas(targets)
+    assert await served_by(one) == "b"
+    await redis_server.stop()
+    await redis_server.start()
+    await eventually(lambda: one.gw.shared.up)  # type: ignore[union-attr]
+    (three,) = await replicas(targets, n=1)
+    await eventually(lambda: cooling(three, "a"))
+    assert await served_by(three) == "b"
+    assert a.calls == 1

@@ -7,6 +7,9 @@ the gateway's clock) and start again. ``up`` says whether the last attempt is co
 turns False on the first failure anywhere — a command on the request path included, through
 ``lost`` — so callers fall back to local state at once, and the loss is logged once.
 
+On every connection the replica also queues what it currently knows (``on_up``), so a
+server that restarted empty, and replicas that start after that, learn it again.
+
 The outbox never blocks a caller: ``send`` puts a change in a dict keyed by its state slot
 (a newer change to the same state replaces the older), bounded by ``queue_max`` (beyond it
 the oldest change is dropped). It is written while up and kept while down, so what a
@@ -49,13 +52,19 @@ BATCH = 500
 
 class Link:
     def __init__(
-        self, settings: State, origin: str, clock: Clock, on_change: Callable[[Change], None]
+        self,
+        settings: State,
+        origin: str,
+        clock: Clock,
+        on_change: Callable[[Change], None],
+        on_up: Callable[[], None] = lambda: None,
     ) -> None:
         assert settings.url is not None
         self.settings = settings
         self.origin = origin
         self.clock = clock
         self.on_change = on_change
+        self.on_up = on_up
         self.channel = settings.prefix + "changes"
         self.state_prefix = settings.prefix + "s:"
         self.client: Redis | None = None
@@ -118,6 +127,7 @@ class Link:
         try:
             await pubsub.subscribe(self.channel)
             restored = await self._restore(client)
+            self.on_up()  # what this replica knows goes (back) in: Redis may have restarted empty
             self._broken.clear()
             self.client, self.up, self._reached, self._announced = client, True, True, True
             log.info("state backend %s up: %d shared entries read, %d changes to send",

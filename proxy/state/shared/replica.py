@@ -45,7 +45,7 @@ class Replica:
     def __init__(self, gw: Gateway, settings: State, origin: str | None = None) -> None:
         self.gw = gw
         self.origin = origin or uuid.uuid4().hex[:12]
-        self.link = Link(settings, self.origin, gw.clock, self.apply)
+        self.link = Link(settings, self.origin, gw.clock, self.apply, self.announce)
         self.gates = Gates(self.link, settings, gw.clock)
         self.affinity = SharedAffinity(gw.affinity, self._session_moved)
 
@@ -71,6 +71,22 @@ class Replica:
         elif isinstance(event, KeyExhausted):
             key = KeyId(event.target_id, event.key_index)
             self._send(Kind.EXHAUSTED, key, event.until)
+
+    def announce(self) -> None:
+        """Queue every live cooldown, open breaker and exhausted key this replica holds
+        (learnt here or from others: merging them is idempotent, nothing is shortened)."""
+        fleet, now = self.gw.fleet, self.gw.clock.monotonic()
+        for key in fleet.cooldowns.active_keys():
+            until, reason = fleet.cooldowns.until(key, now), fleet.cooldowns.reason(key, now)
+            if until is not None and reason is not None:
+                self._send(Kind.COOLDOWN, key, until, reason.value)
+        for lane, breaker in fleet.breakers.items():
+            if breaker.state(now) is BreakerState.OPEN:
+                self._send(Kind.BREAKER_OPEN, lane, now + breaker.retry_in_s(now))
+        for target_id, rt in fleet.targets.items():
+            for index, until in rt.exhausted_until.items():
+                if until > now:
+                    self._send(Kind.EXHAUSTED, KeyId(target_id, index), until)
 
     def _breaker_moved(self, event: BreakerTransition) -> None:
         lane = event.name
