@@ -121,3 +121,24 @@ def test_the_image_has_the_redis_client() -> None:
     """deploy/Dockerfile installs the ``redis`` extra, so the image can share state."""
     installs = [line for line in (DEPLOY / "Dockerfile").read_text().splitlines() if "pip" in line]
     assert any(re.search(r'"\.\[[^\]]*\bredis\b[^\]]*\]"', line) for line in installs)
+
+
+def test_compose_has_the_state_server_behind_the_shared_profile(tmp_path: Path) -> None:
+    """`docker compose --profile shared` adds Valkey (unpublished, read-only, no
+    capabilities), and the commented state line of deploy/config/sidestep.yaml, uncommented,
+    is a valid config pointing at it."""
+    from tests.deploy.test_compose import COMPOSE, render
+
+    plain = render(COMPOSE, tmp_path / "plain")
+    assert "valkey" not in plain["services"]
+    with_state = tmp_path / "compose.shared.yaml"
+    with_state.write_text(COMPOSE.read_text().replace("profiles: [shared]", "profiles: []"))
+    (tmp_path / "config").symlink_to(DEPLOY / "config")
+    valkey = render(with_state, tmp_path / "shared")["services"]["valkey"]
+    assert valkey["read_only"] is True and valkey["cap_drop"] == ["ALL"]
+    assert not valkey.get("ports")
+    text = (DEPLOY / "config" / "sidestep.yaml").read_text()
+    enabled = text.replace("# state: {backend: redis", "state: {backend: redis")
+    state = parse_config(enabled, source="sidestep.yaml", environ={}).state
+    assert state.backend is Backend.REDIS and state.url is not None
+    assert urlsplit(state.url.get_secret_value()).hostname == "valkey"
