@@ -5,10 +5,12 @@ is back."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.clock import FakeClock
 from tests.conftest import Running, target
@@ -28,10 +30,16 @@ async def backend_up(gw: Running) -> tuple[str, float]:
 
 
 async def test_killing_redis_mid_load_fails_no_request_and_state_converges_on_return(
-    upstream: Any, replicas: Any, redis_server: RedisServer, clock: FakeClock
+    upstream: Any,
+    replicas: Any,
+    redis_server: RedisServer,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Redis killed under load: every request is served; /metrics says 0; a cooldown learnt
-    while it was away reaches the other replica once it is back."""
+    """Redis killed under load: every request is served; each replica logs the loss once and
+    /metrics says 0; a cooldown learnt while it was away reaches the other replica once it
+    is back."""
+    caplog.set_level(logging.INFO, logger="sidestep.state")
     a, b = await upstream("a"), await upstream("b")
     limited = {"rpm": 100_000}  # every admission asks Redis: the request path meets the outage
     one, two = await replicas([target(a, priority=10, limits=limited), target(b)])
@@ -53,6 +61,9 @@ async def test_killing_redis_mid_load_fails_no_request_and_state_converges_on_re
     assert len(served) == 240  # none failed (an exception would have raised above)
     await eventually(lambda: not one.gw.shared.up and not two.gw.shared.up)  # type: ignore[union-attr]
     assert await backend_up(one) == ("redis", 0.0)
+    lost = [r for r in caplog.records if "lost" in r.getMessage()]
+    assert len(lost) == 2, [r.getMessage() for r in lost]  # once per replica
+    assert all(r.levelno == logging.WARNING for r in lost)
 
     a.queue(rate_limited(60))  # learnt by one while Redis is away: two cannot know yet
     assert await served_by(one) == "b"

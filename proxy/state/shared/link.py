@@ -112,7 +112,7 @@ class Link:
             self._reached = False
             try:
                 await self._session()
-            except FAILURES as exc:
+            except Exception as exc:  # FAILURES, or a bug: either way keep the replica trying
                 self._down(exc)
                 if not self._announced:  # never connected yet: say so, once
                     self._announced = True
@@ -134,8 +134,7 @@ class Link:
                      self.settings.where(), restored, len(self._outbox))  # fmt: skip
             await self._serve(client, pubsub)
         finally:
-            self.client = None
-            self.up = False
+            self.client = None  # ``up`` turns False in ``_down``, which logs the loss once
             with suppress(Exception):  # the connection may already be dead
                 await pubsub.aclose()
             with suppress(Exception):
