@@ -62,6 +62,9 @@ class Supervisor:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy", *self.argv, "--worker", str(index),
             env=self.env, stdout=asyncio.subprocess.PIPE,
+            # a session of its own: a terminal's Ctrl-C reaches the supervisor alone, which
+            # passes it on once (a second SIGINT would make a worker cut instead of drain)
+            start_new_session=True,
         )  # fmt: skip
         self.procs[index] = proc
         assert proc.stdout is not None

@@ -4,7 +4,6 @@ they learn through Redis, show one /metrics view, and drain on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -77,7 +76,7 @@ async def workers(
     assert found is not None
     yield Workers(proc, found.group().decode())
     if proc.returncode is None:
-        os.killpg(proc.pid, signal.SIGKILL)  # the supervisor and its workers (its session)
+        proc.kill()  # its workers notice and stop themselves (orphan watch)
         await proc.wait()
 
 
