@@ -19,7 +19,11 @@ def summary(report: SoakReport) -> str:
         ("requests", f"{n} ({sum(report.streams.values())} streaming)"),
         *((o.value, _share(report.outcomes[o], n, report.streams[o])) for o in Outcome),
         ("resumed streams", str(report.resumed)),
-        ("replicas, Redis restarts", f"{s.replicas}, {report.redis_restarts}"),
+        *(
+            [("replicas", f"{s.replicas} on one Redis, restarted {report.redis_restarts} times")]
+            if s.replicas > 1
+            else []
+        ),
         ("upstream requests", _per_target(report)),
         ("faults injected", _faults(report.injected)),
         ("RSS before → after", f"{report.rss_before_mib:.1f} → {report.rss_after_mib:.1f} MiB"),
