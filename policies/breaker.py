@@ -19,6 +19,10 @@ whose ``reason`` is the last column)::
     HALF_OPEN  OPEN       a probe failure, or failure(None) mid-stream     probe_failed
     OPEN,      CLOSED     reset(now)                                       operator_reset
     HALF_OPEN
+    CLOSED,    OPEN       adopt_open(until, now): another replica opened   shared
+    HALF_OPEN             it (``proxy.state.shared``)
+    OPEN,      CLOSED     adopt_closed(since, now): another replica's      shared
+    HALF_OPEN             probe closed it, and this one opened no later
 
 Nothing else changes state: successes and failures are recorded in the window only while
 CLOSED; the window is cleared when the breaker closes. ``state(now)``, ``admits(now)`` and
@@ -292,6 +296,35 @@ class Breaker:
         self._window.clear()
         self._opened_at = None
         return self._drain(now, "operator_reset")
+
+    # -- state learnt from other replicas ---------------------------------------------------
+
+    def adopt_open(self, until: float, now: float) -> Transitions:
+        """Another replica opened this breaker until ``until`` (monotonic seconds, converted
+        by the caller): be OPEN until then too. Never shortens a later open period here;
+        an ``until`` already past changes nothing."""
+        if until <= now:
+            return ()
+        opened_at = until - self._settings.open_s
+        if self._raw_state() is BreakerState.OPEN:
+            if self._opened_at is not None and self._opened_at >= opened_at:
+                return ()
+        else:
+            self._cb.open()
+        self._opened_at = opened_at
+        return self._drain(now, "shared")
+
+    def adopt_closed(self, since: float, now: float) -> Transitions:
+        """Another replica's probe closed this breaker at ``since`` (monotonic seconds):
+        close here too, unless this breaker (re)opened after ``since``."""
+        if self._raw_state() is BreakerState.CLOSED:
+            return ()
+        if self._opened_at is not None and self._opened_at > since:
+            return ()
+        self._cb.close()
+        self._window.clear()
+        self._opened_at = None
+        return self._drain(now, "shared")
 
     # -- internals --------------------------------------------------------------------------
 

@@ -86,6 +86,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         print("admin API: bearer token required")
 
+    if args.worker is None and args.workers > 1:
+        return _serve_workers(args, config, host, port)
+
     def started(bound: int) -> None:
         url = client_base_url(host, bound)
         print(f"listening on {url}  (set OPENAI_BASE_URL to this)", flush=True)
@@ -93,6 +96,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = make_app(config, discover_models=True)
     gw = app[GATEWAY]
     console_log.install(gw.events)
+    if args.worker is not None:
+        from proxy.cli.workers import orphan_watch
+        from proxy.observe.metrics_workers import WORKERS_DIR_ENV, install
+
+        install(app, str(args.worker), Path(os.environ[WORKERS_DIR_ENV]))
+        app.cleanup_ctx.append(orphan_watch())
 
     def settings() -> Server:
         """The live ``server`` section, with ``--grace`` over it."""
@@ -104,11 +113,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loop = new_event_loop()
     try:
         loop.run_until_complete(
-            serve_until_stopped(app, host, port, settings=settings, on_started=started)
+            serve_until_stopped(
+                app,
+                host,
+                port,
+                settings=settings,
+                on_started=started,
+                reuse_port=args.worker is not None,
+            )
         )
     finally:
         loop.close()
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, config: Config, host: str, port: int) -> int:
+    """``--workers N``: a supervisor over N worker processes (``proxy.cli.workers``)."""
+    from proxy.cli.workers import supervise
+    from proxy.http.server import new_event_loop
+
+    if not config.state.shared:
+        print(
+            f"sidestep: --workers {args.workers} needs shared state: workers share breakers, "
+            "cooldowns and budgets through Redis; set state: {backend: redis, url: "
+            "redis://host:6379} in the config (README: Shared state)",
+            file=sys.stderr,
+        )
+        return 2
+    argv = [*(["-v"] if args.verbose else []), "serve"]
+    argv += ["--config", args.config] if args.config else []
+    argv += ["--grace", str(args.grace)] if args.grace is not None else []
+    loop = new_event_loop()
+    try:
+        code, _ = loop.run_until_complete(supervise(argv, args.workers, host, port))
+    finally:
+        loop.close()
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -132,6 +172,12 @@ def _positive_seconds(text: str) -> float:
     if not 0 < value <= 3600:  # also false for nan
         raise argparse.ArgumentTypeError(f"expected seconds in (0, 3600], got {text!r}")
     return value
+
+
+def _worker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"expected a number of workers in [1, 64], got {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=LogFormat.TEXT.value,
         help="text (default; colour on a terminal) or json: one object per line",
     )
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="serve with N processes on one port (needs state: {backend: redis})",
+    )
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a config and print its targets (keys masked)")

@@ -26,6 +26,7 @@ from .notifications import Notifications
 from .section import Section
 from .server import Auth, Limits, Listen, Server
 from .sessions import Sessions
+from .state import State
 from .streams import Streams
 from .targets import Target
 
@@ -52,6 +53,7 @@ class Config(Section):
     notifications: Notifications = Notifications()
     state_dir: str | None = ".sidestep"  # beside the config file (proxy.git.sessions.state_file)
     sessions: Sessions = Sessions()
+    state: State = State()
     git: Git = Git()
     hooks: Hooks = Hooks()
     targets: tuple[Target, ...] = Field(default=(), validate_default=True)

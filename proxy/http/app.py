@@ -18,6 +18,7 @@ from proxy.http.routes import add_routes
 from proxy.observe.audit import audit_ctx
 from proxy.observe.metrics import add_metrics
 from proxy.observe.notify import notify_ctx
+from proxy.state.backend import BackendUp, backend_ctx
 from proxy.state.clock import Clock, SystemClock
 from proxy.state.gateway import GATEWAY, Gateway
 from proxy.state.reload import add_reloading
@@ -46,13 +47,16 @@ def make_app(
     app[BODY_BUDGET] = BodyBudget()
     install_inflight(app, lambda: gw.config.server.body_timeout_s)
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
+    app.cleanup_ctx.append(backend_ctx(gw))
     app.cleanup_ctx.extend((audit_ctx(gw), notify_ctx(gw)))
     add_sessions(app, gw)
     add_reloading(app, gw, watch=watch_config)
     add_routes(app, discover_models=discover_models)
     add_admin_routes(app)
     add_console(app)
-    add_metrics(app).registry.register(BodyBudgetGauge(app[BODY_BUDGET]))
+    metrics = add_metrics(app)
+    metrics.registry.register(BodyBudgetGauge(app[BODY_BUDGET]))
+    metrics.registry.register(BackendUp(gw))
     return app
 
 

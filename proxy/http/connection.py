@@ -98,7 +98,7 @@ class ClientSite(web.BaseSite):
     """A TCP site serving ``ClientConnection``: ``web.TCPSite`` serves aiohttp's own
     ``RequestHandler``, and the runner's ``Server`` offers no way to choose the class."""
 
-    __slots__ = ("_header_timeout_s", "_host", "_port")
+    __slots__ = ("_header_timeout_s", "_host", "_port", "_reuse_port")
 
     def __init__(
         self,
@@ -106,10 +106,14 @@ class ClientSite(web.BaseSite):
         host: str,
         port: int,
         header_timeout_s: Callable[[], float],
+        *,
+        reuse_port: bool = False,
     ) -> None:
         """``header_timeout_s`` is read for each new connection, so a reload applies to the
-        connections opened after it."""
+        connections opened after it. ``reuse_port`` lets several processes listen on one port
+        (``sidestep serve --workers``; the kernel spreads connections among them)."""
         super().__init__(runner)
+        self._reuse_port = reuse_port
         self._host = host
         self._port = port
         self._header_timeout_s = header_timeout_s
@@ -137,5 +141,10 @@ class ClientSite(web.BaseSite):
             )
 
         self._server = await loop.create_server(
-            connection, self._host, self._port, backlog=self._backlog, reuse_address=True
+            connection,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+            reuse_port=self._reuse_port or None,
         )

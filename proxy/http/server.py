@@ -59,12 +59,19 @@ def _defaults() -> Server:
 
 
 async def start(
-    app: web.Application, host: str, port: int, settings: Settings = _defaults
+    app: web.Application,
+    host: str,
+    port: int,
+    settings: Settings = _defaults,
+    *,
+    reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
-    """Start serving ``app``; returns the runner and the bound port (``port=0`` picks one)."""
+    """Start serving ``app``; returns the runner and the bound port (``port=0`` picks one).
+    ``reuse_port``: share the port with other processes (workers)."""
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=CUT_TIMEOUT_S)
     await runner.setup()
-    site = ClientSite(runner, host, port, lambda: settings().header_timeout_s)
+    header_timeout_s = lambda: settings().header_timeout_s  # noqa: E731  # read per connection
+    site = ClientSite(runner, host, port, header_timeout_s, reuse_port=reuse_port)
     try:
         await site.start()
     except BaseException:
@@ -82,9 +89,10 @@ async def serve_until_stopped(
     *,
     settings: Settings = _defaults,
     on_started: Callable[[int], Awaitable[None] | None] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (see the module docstring) and return."""
-    runner, bound = await start(app, host, port, settings)
+    runner, bound = await start(app, host, port, settings, reuse_port=reuse_port)
     stop, cut_now = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:

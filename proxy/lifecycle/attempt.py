@@ -107,6 +107,10 @@ async def open_attempt(
     lease = gw.fleet.lease(view, run.tokens, started)
     if lease is None:
         return None
+    if gw.shared is not None and not await gw.shared.admit(lease):
+        gw.fleet.neutral(lease)  # another replica spent the budget or holds the probe
+        _release(run, lease)
+        return None
     opening = gw.require_upstream().open(upstream_request(run, view, sent, stream))
     opened = False
     try:

@@ -119,6 +119,19 @@ class RateLimitObserved:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyExhausted:
+    """The upstream said a key has no requests or tokens left (0 remaining, or a quota
+    refusal): it gets no requests until ``until`` (monotonic seconds)."""
+
+    kind: ClassVar[str] = "key_exhausted"
+
+    target_id: str
+    key_index: int
+    until: float
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AdmissionRejected:
     kind: ClassVar[str] = "admission_rejected"
 

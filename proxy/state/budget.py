@@ -98,3 +98,10 @@ def _reshape(current: AsyncLimiter | None, rate: int | None) -> AsyncLimiter | N
     if current.max_rate != rate:
         resize(current, rate)
     return current
+
+
+def raise_level(limiter: AsyncLimiter, level: float) -> None:
+    """Fill ``limiter`` up to ``level`` (capped at its rate) if it holds less: a shared
+    bucket other replicas filled counts here too. Never lowers it."""
+    limiter._leak()
+    limiter._level = max(limiter._level, min(level, limiter.max_rate))

@@ -23,7 +23,7 @@ from policies.settings import BreakerSettings
 from policies.taxonomy import BreakerEffect
 from policies.translate.paths import served
 from proxy.config import Target
-from proxy.observe.events import EventBus, KeyDisabled, RateLimitObserved
+from proxy.observe.events import EventBus, KeyDisabled, KeyExhausted, RateLimitObserved
 from proxy.state.budget import KeyBudget
 
 
@@ -230,7 +230,7 @@ class Fleet:
             )
         wait = exhausted_until_s(hints)
         if wait is not None and wait > 0 and self._current(lease):
-            lease.runtime.exhausted_until[lease.key_index] = now + wait
+            self._exhaust(lease.runtime, lease.key_index, now + wait, now)
 
     def failed(self, lease: Lease, plan: FailurePlan, now: float) -> None:
         """Apply a failure plan's state changes (breaker, cooldown, key disable). On a lane
@@ -251,12 +251,16 @@ class Fleet:
             key = scoped(lease.lane, plan.scope)
             self.events.emit(self.cooldowns.set(key, now + plan.cooldown_s, plan.error_class))
         if plan.exhausted_s:
-            rt.exhausted_until[lease.key_index] = now + plan.exhausted_s
+            self._exhaust(rt, lease.key_index, now + plan.exhausted_s, now)
         if plan.action.disable_key and lease.key_index not in rt.key_disabled:
             rt.key_disabled.add(lease.key_index)
             self.events.emit(
                 KeyDisabled(rt.config.id, lease.key_index, plan.error_class.value, now)
             )
+
+    def _exhaust(self, rt: TargetRuntime, index: int, until: float, now: float) -> None:
+        rt.exhausted_until[index] = until
+        self.events.emit(KeyExhausted(rt.config.id, index, until, now))
 
     def interrupted(self, lease: Lease, now: float) -> None:
         """A failure after success was recorded (mid-stream): counts against the breaker."""

@@ -8,7 +8,7 @@ import random
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -22,6 +22,9 @@ from proxy.state.clock import Clock
 from proxy.state.fleet import Fleet
 from proxy.upstream.client import Upstream
 
+if TYPE_CHECKING:
+    from proxy.state.backend import SharedState
+
 
 def config_secrets(config: Config) -> tuple[bytes, ...]:
     """Every secret in ``config`` as bytes, for scrubbing text that came from outside: target
@@ -34,6 +37,9 @@ def config_secrets(config: Config) -> tuple[bytes, ...]:
     found.extend(k.get_secret_value().encode() for k in config.auth.client_keys)
     if config.admin.token is not None:
         found.append(config.admin.token.get_secret_value().encode())
+    if config.state.url is not None:  # redis://:password@host: the password
+        password = urlsplit(config.state.url.get_secret_value()).password
+        found.extend([password.encode()] if password else [])
     urls = [hook.url for hook in config.notifications.webhooks]
     if config.notifications.callback_url is not None:
         urls.append(config.notifications.callback_url)
@@ -84,6 +90,7 @@ class Gateway:
     pinned: dict[str, str] = field(default_factory=dict)  # session -> target (proxy.git.sessions)
     recent: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
     reload_status: dict[str, Any] = field(default_factory=lambda: {"result": "none"})
+    shared: SharedState | None = None  # state shared with other replicas (proxy.state.backend)
 
     @classmethod
     def build(cls, config: Config, *, clock: Clock, rng: random.Random | None = None) -> Gateway:

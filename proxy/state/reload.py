@@ -204,9 +204,9 @@ def apply_config(gw: Gateway, new: Config) -> dict[str, Any]:
         if name != "targets" and getattr(old, name) != getattr(new, name)
     ]
     diff["sections_changed"] = sections
-    diff["restart_required"] = ["listen"] if "listen" in sections else []
-    if diff["restart_required"]:
-        log.warning("listen changed in the config: restart sidestep to apply it")
+    diff["restart_required"] = [name for name in ("listen", "state") if name in sections]
+    for name in diff["restart_required"]:
+        log.warning("%s changed in the config: restart sidestep to apply it", name)
     return diff
 
 

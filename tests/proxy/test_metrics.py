@@ -71,6 +71,7 @@ LABELS = {
     "sidestep_config_last_reload_timestamp_seconds": set(),
     "sidestep_config_last_reload_successful": set(),
     "sidestep_build_info": {"version"},
+    "sidestep_state_backend_up": {"backend"},
 }
 
 

@@ -64,6 +64,18 @@ def parser() -> argparse.ArgumentParser:
         help="seconds without an outcome that count as a hang (default: from the "
         "config's timeouts)",
     )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=d.replicas,
+        help="gateways sharing state through a local redis-server (default %(default)s)",
+    )
+    p.add_argument(
+        "--redis-restarts",
+        type=int,
+        default=d.redis_restarts,
+        help="with --replicas: kill and restart Redis this often during the load",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     return p
 
@@ -81,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         words=args.words,
         config=args.config,
         hang_after_s=args.hang_after,
+        replicas=args.replicas,
+        redis_restarts=args.redis_restarts,
     )
     # sidestep logs every failover at INFO/WARNING; a soak makes thousands on purpose.
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)

@@ -19,6 +19,11 @@ def summary(report: SoakReport) -> str:
         ("requests", f"{n} ({sum(report.streams.values())} streaming)"),
         *((o.value, _share(report.outcomes[o], n, report.streams[o])) for o in Outcome),
         ("resumed streams", str(report.resumed)),
+        *(
+            [("replicas", f"{s.replicas} on one Redis, restarted {report.redis_restarts} times")]
+            if s.replicas > 1
+            else []
+        ),
         ("upstream requests", _per_target(report)),
         ("faults injected", _faults(report.injected)),
         ("RSS before → after", f"{report.rss_before_mib:.1f} → {report.rss_after_mib:.1f} MiB"),
@@ -106,6 +111,7 @@ def as_json(report: SoakReport) -> dict[str, Any]:
         "outcomes": {o.value: report.outcomes[o] for o in Outcome},
         "stream_outcomes": {o.value: report.streams[o] for o in Outcome},
         "resumed": report.resumed,
+        "redis_restarts": report.redis_restarts,
         "upstream_requests": report.upstream_requests,
         "per_target": report.per_target,
         "injected": {f.value: c for f, c in report.injected.items()},

@@ -31,6 +31,7 @@ from proxy.observe.events import StreamResumed
 from proxy.state.gateway import GATEWAY
 from tests.soak.faults import Fault, FaultTimings, FaultyTarget
 from tests.soak.outcome import Outcome, Result, classify_error
+from tests.soak.shared import restart_during, start_redis
 
 # The only sections taken from a user's --config: how sidestep routes, retries, times out and
 # resumes. Targets are the soak's own; listen, auth, admin, audit, notifications, sessions,
@@ -50,6 +51,8 @@ class SoakSettings:
     words: int = 20
     config: Path | None = None  # a user's sidestep.yaml: its policy sections are used
     hang_after_s: float | None = None  # default: from the gateway's timeouts
+    replicas: int = 1  # above 1: gateways sharing state through Redis (tests.soak.shared)
+    redis_restarts: int = 0  # Redis killed and started again (empty) this often during the load
 
 
 @dataclass
@@ -58,6 +61,7 @@ class SoakReport:
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     streams: Counter[Outcome] = field(default_factory=Counter)
     resumed: int = 0
+    redis_restarts: int = 0
     injected: Counter[Fault] = field(default_factory=Counter)
     upstream_requests: int = 0
     per_target: dict[str, int] = field(default_factory=dict)
@@ -84,9 +88,14 @@ class SoakReport:
         return not any(self.outcomes[o] for o in bad)
 
 
-def soak_config(settings: SoakSettings, targets: list[FaultyTarget], urls: list[str]) -> Config:
+def soak_config(
+    settings: SoakSettings,
+    targets: list[FaultyTarget],
+    urls: list[str],
+    redis_url: str | None = None,
+) -> Config:
     """The gateway config: the user's policy sections (or the soak's short-timeout ones) and
-    one target per fake, faulty ones preferred (higher priority)."""
+    one target per fake, faulty ones preferred (higher priority); state on ``redis_url``."""
     doc: dict[str, Any] = _user_sections(settings.config) if settings.config else _short()
     doc["targets"] = [
         {
@@ -100,6 +109,8 @@ def soak_config(settings: SoakSettings, targets: list[FaultyTarget], urls: list[
     ]
     doc.setdefault("routing", {}).setdefault("max_targets_per_request", len(targets))
     doc["state_dir"] = None  # never persist sessions from a soak
+    if redis_url is not None:
+        doc["state"] = {"backend": "redis", "url": redis_url}
     return Config.model_validate(doc)
 
 
@@ -184,26 +195,40 @@ async def run_soak(settings: SoakSettings) -> SoakReport:
         for name in names
     ]
     runners: list[web.AppRunner] = []
+    redis = None
     try:
         urls = []
         for target in targets:
             runner, url = await _serve(target.app)
             runners.append(runner)
             urls.append(url)
-        config = soak_config(settings, targets, urls)
+        redis = await start_redis() if settings.replicas > 1 else None
+        config = soak_config(settings, targets, urls, redis.url if redis else None)
         for target in targets:
             target.timings = _timings(config)
-        app = make_app(config, watch_config=False)
-        runner, base_url = await _serve(app)
-        runners.append(runner)
         report = SoakReport(settings, hang_after_s=settings.hang_after_s or _hang_after(config))
-        app[GATEWAY].events.subscribe(lambda e: _count_resume(report, e))
-        await _load(settings, base_url, report)
+        base_urls = []
+        for _ in range(max(1, settings.replicas)):
+            app = make_app(config, watch_config=False)
+            runner, base_url = await _serve(app)
+            runners.append(runner)
+            base_urls.append(base_url)
+            app[GATEWAY].events.subscribe(lambda e: _count_resume(report, e))
+        chaos = None
+        if redis is not None and settings.redis_restarts:
+            done = lambda: len(report.results)  # noqa: E731
+            restarts = restart_during(redis, done, settings.requests, settings.redis_restarts)
+            chaos = asyncio.ensure_future(restarts)
+        await _load(settings, base_urls, report)
+        if chaos is not None:
+            report.redis_restarts = await chaos
         _collect(report, targets)
         return report
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        if redis is not None:
+            await redis.stop()
 
 
 def _count_resume(report: SoakReport, event: object) -> None:
@@ -225,7 +250,7 @@ def _collect(report: SoakReport, targets: list[FaultyTarget]) -> None:
             report.failures.append((result, met))
 
 
-async def _load(settings: SoakSettings, base_url: str, report: SoakReport) -> None:
+async def _load(settings: SoakSettings, base_urls: list[str], report: SoakReport) -> None:
     """``settings.requests`` requests from ``settings.concurrency`` workers; a seeded mix of
     streaming and non-streaming."""
     rng = random.Random(f"{settings.seed}:mix")
@@ -236,8 +261,8 @@ async def _load(settings: SoakSettings, base_url: str, report: SoakReport) -> No
     report.rss_before_mib = rss_mib()
     started = time.monotonic()
     workers = [
-        asyncio.create_task(_worker(settings, base_url, queue, report))
-        for _ in range(max(1, settings.concurrency))
+        asyncio.create_task(_worker(settings, base_urls[i % len(base_urls)], queue, report))
+        for i in range(max(1, settings.concurrency))
     ]
     await asyncio.gather(*workers)
     report.duration_s = time.monotonic() - started
