@@ -133,6 +133,9 @@ def _guard(registry: InFlight, body_timeout_s: Callable[[], float]) -> Middlewar
             if timer is not None:
                 timer.cancel()
             registry.leave(entry)
+            # the request and its entry point at each other: without this the whole request
+            # (parser message, writer, task, headers) is left for the cyclic GC to find
+            del request[ENTRY]
 
     return guard
 
