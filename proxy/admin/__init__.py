@@ -2,7 +2,8 @@
 
 Access (``guard.py``): with ``admin.token`` (or ``SIDESTEP_ADMIN_TOKEN``) set, a matching
 ``Authorization: Bearer`` header is required (constant-time compare); without a token the API
-answers only connections from loopback. Each module here adds its own routes.
+answers only connections from loopback (checked by the gateway's middleware). Each module here
+adds its own routes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_routes(status.routes)
     app.router.add_routes(sessions.routes)
     events.install(app)
-    app.middlewares.append(guard.admin_guard)
 
 
 __all__ = ["add_admin_routes", "guard"]

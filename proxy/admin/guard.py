@@ -6,7 +6,6 @@ import hmac
 import ipaddress
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from proxy.http.errors import error_response
 from proxy.state.gateway import GATEWAY
@@ -27,10 +26,11 @@ def is_loopback(remote: str | None) -> bool:
     return bool((mapped or address).is_loopback)
 
 
-@web.middleware
-async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+def admin_refusal(request: web.Request) -> web.Response | None:
+    """The answer to an admin or webhook request that may not pass (run by the gateway's
+    middleware, ``proxy.http.middleware``); None lets it through, and any other route."""
     if not request.path.startswith(ADMIN_PREFIXES):
-        return await handler(request)
+        return None
     token = request.app[GATEWAY].config.admin.token
     if token is None:
         if not is_loopback(request.remote):
@@ -40,7 +40,7 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
                 "permission_error",
                 code="admin_loopback_only",
             )
-        return await handler(request)
+        return None
     auth = request.headers.get("Authorization", "")
     # header values that are not UTF-8 arrive surrogate-escaped; they must fail, not crash
     given = (
@@ -56,4 +56,4 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
             code="invalid_admin_token",
             headers={"WWW-Authenticate": 'Bearer realm="sidestep admin"'},
         )
-    return await handler(request)
+    return None
