@@ -90,8 +90,7 @@ async def first_token(
     """Hold ``resp`` until its first token, or None once the lane's first-token timeout,
     counted from ``started`` (when the request was sent), has passed."""
     # the lease's config: a reload may have removed the target from the fleet meanwhile
-    own_s = lease.runtime.config.timeouts.first_token_s
-    limit_s = own_s or run.gw.config.streams.first_token_timeout_s
+    limit_s = lease.runtime.config.timeout("first_token", run.gw.config.streams)
     responses = run.creq.endpoint is Endpoint.RESPONSES
     return await await_first_token(
         resp, run.gw.clock, started + limit_s, responses=responses, claim=claim
