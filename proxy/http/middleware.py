@@ -3,7 +3,7 @@
 1. the request is registered in flight (``proxy.http.inflight``: the body deadline and the
    shutdown cut, answered here);
 2. the browser defences (``proxy.http.browser_guard``), before any authentication;
-3. client keys on ``/v1/`` (``client_auth`` below);
+3. client keys on ``/v1/`` (``client_refusal`` below);
 4. the admin token or loopback rule on ``/admin/`` and ``/webhook/`` (``proxy.admin.guard``);
 5. the handler; ``ClientRequestError`` and aiohttp's HTTP errors leave as OpenAI errors, and an
    unexpected exception becomes a logged 500 instead of a dropped connection.
