@@ -210,6 +210,14 @@ class Breaker:
             return max(0.0, opened_at + self._settings.open_s - now)
         return self._settings.open_s
 
+    def reading(self, now: float) -> tuple[BreakerState, bool, float]:
+        """``state``, ``admits`` and ``retry_in_s`` at ``now`` in one call (the routing
+        snapshot reads all three for every lane of every request)."""
+        state = self.state(now)
+        if state is BreakerState.CLOSED:
+            return state, True, 0.0
+        return state, self.admits(now), self.retry_in_s(now)
+
     # -- permits and outcomes ---------------------------------------------------------------
 
     def _drain(self, now: float, reason: str) -> Transitions:

@@ -32,13 +32,8 @@ lane that failed long ago scores as recovered. Ranking is by score, then priorit
 descending), then target_id, key_index and upstream model (ascending), so equal inputs give
 equal decisions.
 
-Rechecks: suspect lanes are held back (AWAITING_RECHECK) only while a lane that is not
-suspect can serve; otherwise they compete like any other. A held-back lane whose recheck is
-due (``recheck_from + settings.recheck_interval_s ≤ now``) and whose priority is at least
-that of the best-ranked lane is chosen instead, as a *recheck*: the highest priority such
-lane (then rank order), returned with ``recheck=True``. The shell sends it one attempt
-without same-lane retries; the lane's recheck timer keeps that to one in flight and one per
-``routing.recheck_interval_s``.
+Suspect lanes (whose last outcome failed) are held back or rechecked by
+:mod:`policies.rechecks`.
 "No lane" is a :class:`Decision` with ``chosen=None`` carrying the rejections, never an
 exception. ``Exclusion.DEADLINE`` is never produced here: the shell uses it when the
 request's deadline leaves no time to try a lane.
@@ -47,12 +42,13 @@ request's deadline leaves no time to try a lane.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 from policies.breaker import BreakerState
 from policies.health import decayed
 from policies.lanes import LaneId
+from policies.rechecks import due_at, hold_back
 from policies.settings import RoutingSettings
 
 __all__ = [
@@ -362,43 +358,17 @@ def _rank(
     settings: RoutingSettings,
     now: float,
 ) -> list[Scored]:
+    sticky = request.session_target
+    if len(candidates) == 1:  # the usual single-target setup: nothing to normalise or sort
+        lane = candidates[0]
+        return [Scored(lane, _score(lane, lane.latency_s, settings, lane.target_id == sticky, now))]
     latencies = [lane.latency_s for lane in candidates if lane.latency_s is not None]
     max_latency_s = max(latencies) if latencies else None
-    sticky = request.session_target
     scored = (
         Scored(lane, _score(lane, max_latency_s, settings, lane.target_id == sticky, now))
         for lane in candidates
     )
     return sorted(scored, key=_rank_key)
-
-
-def _due_at(lane: LaneView, settings: RoutingSettings) -> float | None:
-    """When the lane's next recheck is due (monotonic seconds); None while one is in flight."""
-    if lane.recheck_from is None:
-        return None
-    return lane.recheck_from + settings.recheck_interval_s
-
-
-def _recheck(
-    held: list[Scored], best: LaneView, settings: RoutingSettings, now: float
-) -> Scored | None:
-    """The held-back lane to recheck now, if any (see the module docstring)."""
-    due = [
-        s
-        for s in held
-        if (at := _due_at(s.lane, settings)) is not None
-        and at <= now
-        and s.lane.priority >= best.priority
-    ]
-    return max(due, key=lambda s: s.lane.priority, default=None)  # max keeps rank order on ties
-
-
-def _note(lane: LaneView, best: LaneView, now: float) -> str:
-    ago = "" if lane.failed_at is None else f" {now - lane.failed_at:.1f} s ago"
-    return (
-        f"recheck of {lane.target_id} ({lane.label}): its last attempt failed{ago}; "
-        f"one request goes there instead of {best.label} to see whether it recovered"
-    )
 
 
 def choose(
@@ -416,26 +386,18 @@ def choose(
             candidates.append(lane)
         else:
             rejections.append(rejection)
-    ranked = _rank(candidates, request, settings, now)
-    trusted = [s for s in ranked if not s.lane.suspect]
-    held = [s for s in ranked if s.lane.suspect] if trusted else []
-    ranked = trusted or ranked
-    note = ""
-    recheck = _recheck(held, ranked[0].lane, settings, now) if held else None
-    if recheck is not None:
-        note = _note(recheck.lane, ranked[0].lane, now)
-        held.remove(recheck)
-        ranked.insert(0, Scored(replace(recheck.lane, recheck=True), recheck.score))
+    ranked, held, note = hold_back(_rank(candidates, request, settings, now), settings, now)
     rejections.extend(
         Rejection(
             s.lane.target_id,
             s.lane.key_index,
             Exclusion.AWAITING_RECHECK,
-            _due_at(s.lane, settings),
+            due_at(s.lane, settings),
         )
         for s in held
     )
-    rejections.sort(key=lambda r: (r.target_id, r.key_index, r.reason.value))
+    if len(rejections) > 1:
+        rejections.sort(key=lambda r: (r.target_id, r.key_index, r.reason.value))
     return Decision(
         chosen=ranked[0].lane if ranked else None,
         ranked=tuple(ranked),

@@ -102,12 +102,11 @@ def observe(
 ) -> tuple[Session, Switch | None]:
     """The session after ``served``, and the switch it caused (if any)."""
     s = session or Session(sid, created_at=now, last_seen=now)
-    s = replace(s, last_seen=now, requests=s.requests + 1)
-    if served.target is None:
-        return s, None
     previous = s.current_target
-    s = replace(s, current_target=served.target)
-    if served.left is None:
+    target = previous if served.target is None else served.target
+    # one copy per request: every request of every session comes through here
+    s = replace(s, last_seen=now, requests=s.requests + 1, current_target=target)
+    if served.target is None or served.left is None:
         return s, None
     from_target = previous or served.left
     if from_target == served.target:

@@ -2,8 +2,8 @@
 
 Access (``guard.py``): with ``admin.token`` (or ``SIDESTEP_ADMIN_TOKEN``) set, a matching
 ``Authorization: Bearer`` header is required (constant-time compare); without a token the API
-answers only connections from loopback; a web console session (``console_auth``) stands in
-for the token. Each module here adds its own routes.
+answers only connections from loopback (checked by the gateway's middleware); a web console
+session (``console_auth``) stands in for the token. Each module here adds its own routes.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ def add_admin_routes(app: web.Application) -> None:
     traffic.install(app)
     app[CONSOLE_SESSIONS] = ConsoleSessions()
     events.install(app)
-    app.middlewares.append(guard.admin_guard)
 
 
 __all__ = ["add_admin_routes", "guard"]

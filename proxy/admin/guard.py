@@ -10,7 +10,6 @@ import hmac
 import ipaddress
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from policies.browser import STATE_CHANGING_METHODS
 from proxy.admin.console_auth import CONSOLE_SESSIONS, COOKIE, csrf_ok
@@ -33,10 +32,11 @@ def is_loopback(remote: str | None) -> bool:
     return bool((mapped or address).is_loopback)
 
 
-@web.middleware
-async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+def admin_refusal(request: web.Request) -> web.Response | None:
+    """The answer to an admin or webhook request that may not pass (run by the gateway's
+    middleware, ``proxy.http.middleware``); None lets it through, and any other route."""
     if not request.path.startswith(ADMIN_PREFIXES):
-        return await handler(request)
+        return None
     token = request.app[GATEWAY].config.admin.token
     if token is None:
         if not is_loopback(request.remote):
@@ -46,7 +46,7 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
                 "permission_error",
                 code="admin_loopback_only",
             )
-        return await handler(request)
+        return None
     auth = request.headers.get("Authorization", "")
     # header values that are not UTF-8 arrive surrogate-escaped; they must fail, not crash
     given = (
@@ -56,13 +56,11 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     )
     secret = token.get_secret_value().encode()
     if hmac.compare_digest(given, secret):
-        return await handler(request)
-    return await _console_session(request, handler, secret)
+        return None
+    return _console_session(request, secret)
 
 
-async def _console_session(
-    request: web.Request, handler: Handler, token: bytes
-) -> web.StreamResponse:
+def _console_session(request: web.Request, token: bytes) -> web.Response | None:
     """The request's console session stands in for the token (with its CSRF token when the
     method changes state); without one the answer is the API's 401."""
     sessions = request.app[CONSOLE_SESSIONS]
@@ -83,4 +81,4 @@ async def _console_session(
             "permission_error",
             code="csrf_failed",
         )
-    return await handler(request)
+    return None

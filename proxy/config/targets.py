@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, overload
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -25,6 +25,7 @@ from .errors import SUB_PATH_CTX
 from .model_names import ModelMatcher, ModelSpec
 from .secret import OptionalSecret, Secret
 from .section import Section
+from .streams import Streams
 
 _ID = re.compile(r"[a-z0-9_-]{1,64}")
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -127,6 +128,11 @@ class TargetTimeouts(Section):
     idle_s: PositiveSeconds | None = None
     hedge_after_s: PositiveSeconds | None = None
     """``streams.hedge_after_s`` for requests that start on this target."""
+
+
+TimeoutKind = Literal["connect", "first_byte", "first_token", "idle"]
+"""A limit ``targets[].timeouts`` may override (see ``Target.timeout``); ``hedge_after``
+too, which may be unset."""
 
 
 class Target(Section):
@@ -241,6 +247,24 @@ class Target(Section):
         if self.api is Api.ANTHROPIC and not self.base_url.endswith("/v1"):
             return self.base_url + "/v1" + path
         return self.base_url + path
+
+    @overload
+    def timeout(self, kind: TimeoutKind, streams: Streams) -> float: ...
+    @overload
+    def timeout(self, kind: Literal["hedge_after"], streams: Streams) -> float | None: ...
+    def timeout(self, kind: TimeoutKind | Literal["hedge_after"], streams: Streams) -> float | None:
+        """The ``kind`` limit in seconds on this target: its own ``timeouts`` value, else
+        ``streams``' (None only for ``hedge_after``: hedging off)."""
+        t = self.timeouts
+        if kind == "connect":
+            return t.connect_s or streams.connect_timeout_s
+        if kind == "first_byte":
+            return t.first_byte_s or streams.first_byte_timeout_s
+        if kind == "first_token":
+            return t.first_token_s or streams.first_token_timeout_s
+        if kind == "idle":
+            return t.idle_s or streams.idle_timeout_s
+        return t.hedge_after_s or streams.hedge_after_s
 
     def listed_models(self) -> tuple[str, ...]:
         """Literal client-facing names (list entries or mapping keys), patterns excluded."""

@@ -13,7 +13,7 @@ from proxy.git.sessions import add_sessions
 from proxy.http import browser_guard
 from proxy.http.body_budget import BODY_BUDGET, BodyBudget, BodyBudgetGauge
 from proxy.http.inflight import install as install_inflight
-from proxy.http.middleware import client_auth, error_shapes
+from proxy.http.middleware import gateway_middleware
 from proxy.http.routes import add_routes
 from proxy.observe.audit import audit_ctx
 from proxy.observe.metrics import add_metrics
@@ -39,13 +39,18 @@ def make_app(
     at startup and closed at cleanup; tests may pass fakes for the clock and rng.
     ``discover_models``: list what pattern targets' upstreams list (``sidestep serve``)."""
     gw = Gateway.build(config, clock=clock or SystemClock(), rng=rng)
-    app = web.Application(middlewares=[error_shapes], client_max_size=_ADMIN_MAX_BODY_BYTES)
-    # browser defences come before any authentication, so they hold with a token too
-    browser_guard.install(app, lambda: gw.config)
-    app.middlewares.append(client_auth(lambda: _client_keys(gw)))
+    app = web.Application(client_max_size=_ADMIN_MAX_BODY_BYTES)
+    browser = browser_guard.install(app, lambda: gw.config)
+    inflight = install_inflight(app)
+
+    def body_timeout_s() -> float:
+        return gw.config.server.body_timeout_s
+
+    app.middlewares.append(
+        gateway_middleware(inflight, body_timeout_s, browser, lambda: _client_keys(gw))
+    )
     app[GATEWAY] = gw
     app[BODY_BUDGET] = BodyBudget()
-    install_inflight(app, lambda: gw.config.server.body_timeout_s)
     app.cleanup_ctx.append(_upstream_ctx(gw, upstream))
     app.cleanup_ctx.append(backend_ctx(gw))
     app.cleanup_ctx.extend((audit_ctx(gw), notify_ctx(gw)))

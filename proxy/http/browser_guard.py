@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import lru_cache
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from policies.browser import (
     STATE_CHANGING_METHODS,
@@ -37,7 +35,6 @@ from policies.browser import (
     origin_verdict,
 )
 from proxy.config import Config
-from proxy.config.server import Server
 from proxy.http.errors import error_response
 
 log = logging.getLogger("sidestep")
@@ -49,12 +46,6 @@ PREFLIGHT_MAX_AGE_S = 600
 _SHOWN_CHARS = 80  # of a refused Host or Origin, in the error message
 
 
-@lru_cache(maxsize=8)
-def _rules(server: Server, listen_host: str) -> tuple[HostRules, frozenset[str]]:
-    """Parsed once per config snapshot (sections are frozen and hashable)."""
-    return host_rules(server.allowed_hosts, listen_host), frozenset(server.cors_origins)
-
-
 def _local_address(request: web.Request) -> str | None:
     """The address this connection arrived on (an IP literal Host naming it is ours)."""
     transport = request.transport
@@ -62,34 +53,47 @@ def _local_address(request: web.Request) -> str | None:
     return sockname[0] if isinstance(sockname, tuple) and sockname else None
 
 
-def browser_guard(
-    config: Callable[[], Config],
-) -> Middleware:
-    """The middleware; ``config`` is read per request so a reload takes effect at once.
-    Refused requests are logged at INFO with their path quoted (a page chooses it)."""
+class BrowserGuard:
+    """The checks, against the config of the moment (``config`` is read per request so a
+    reload takes effect at once). Refused requests are logged at INFO with their path
+    quoted (a page chooses it)."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        cfg = config()
-        rules, cors_origins = _rules(cfg.server, cfg.listen.host)
+    __slots__ = ("_config", "_parsed", "_rules")
+
+    def __init__(self, config: Callable[[], Config]) -> None:
+        self._config = config
+        self._parsed: Config | None = None  # the snapshot ``_rules`` was parsed from
+        self._rules: tuple[HostRules, frozenset[str]] = (host_rules((), ""), frozenset())
+
+    def rules(self) -> tuple[HostRules, frozenset[str]]:
+        """Parsed once per config snapshot (a reload swaps the whole snapshot)."""
+        cfg = self._config()
+        if cfg is not self._parsed:
+            server = cfg.server
+            parsed = host_rules(server.allowed_hosts, cfg.listen.host)
+            self._rules, self._parsed = (parsed, frozenset(server.cors_origins)), cfg
+        return self._rules
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to a request the rules refuse (or a listed origin's preflight); None
+        lets it through."""
+        rules, cors_origins = self.rules()
         local = _local_address(request)
-        host = request.headers.get("Host")
+        headers = request.headers
+        host = headers.get("Host")
         if not host_allowed(host, rules, local):
             return _refused_host(request, host or "")
-        origin = request.headers.get("Origin")
-        fetch_site = request.headers.get("Sec-Fetch-Site")
-        verdict = origin_verdict(origin, fetch_site, rules, cors_origins, local)
+        origin = headers.get("Origin")
+        verdict = origin_verdict(origin, headers.get("Sec-Fetch-Site"), rules, cors_origins, local)
         if verdict is OriginVerdict.REFUSED:
             return _refused_origin(request, origin)
         if verdict is OriginVerdict.LISTED and origin is not None:
             request[CORS_ORIGIN] = origin
             if _is_preflight(request):
                 return web.Response(status=204)
-        if _changes_state(request) and not is_json_media_type(request.headers.get("Content-Type")):
+        if _changes_state(request) and not is_json_media_type(headers.get("Content-Type")):
             return _not_json(request)
-        return await handler(request)
-
-    return middleware
+        return None
 
 
 def _changes_state(request: web.Request) -> bool:
@@ -141,7 +145,8 @@ async def secure_headers(request: web.Request, response: web.StreamResponse) -> 
     """``on_response_prepare``: nosniff on every response; CORS headers only for a listed
     origin, naming it exactly (any other ``Access-Control-*`` header is dropped)."""
     headers = response.headers
-    for name in [k for k in headers if k.lower().startswith("access-control-")]:
+    # on every response: the first letter rules out nearly every header before lower()
+    for name in [k for k in headers if k[:1] in "aA" and k.lower().startswith("access-control-")]:
         headers.popall(name, None)
     headers["X-Content-Type-Options"] = "nosniff"
     origin = request.get(CORS_ORIGIN)
@@ -159,8 +164,8 @@ async def secure_headers(request: web.Request, response: web.StreamResponse) -> 
         headers["Access-Control-Expose-Headers"] = "Retry-After, X-Sidestep-Request-Id"
 
 
-def install(app: web.Application, config: Callable[[], Config]) -> None:
-    """Put the guard in front of every handler and the header rules on every response.
-    Call before other middlewares that refuse requests (auth), after the error renderer."""
-    app.middlewares.append(browser_guard(config))
+def install(app: web.Application, config: Callable[[], Config]) -> BrowserGuard:
+    """The header rules on every response, and the checks for the gateway's middleware to
+    run before any authentication (``proxy.http.middleware``)."""
     app.on_response_prepare.append(secure_headers)
+    return BrowserGuard(config)

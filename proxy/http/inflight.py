@@ -1,7 +1,8 @@
 """Every client request in flight: what the shutdown cut and the body deadline act on.
 
-The ``guard`` middleware (outermost) registers each request's handler task in the app's
-``InFlight``. Two things may end a request from outside, both by cancelling that task with a
+The gateway's middleware (outermost, ``proxy.http.middleware``) registers each request's
+handler task in the app's ``InFlight`` (``enter``/``leave``) and answers a cut one
+(``answer_cut``). Two things may end a request from outside, both by cancelling that task with a
 reason the middleware then answers:
 
 - the body deadline: a body still incomplete ``server.body_timeout_s`` after the request head
@@ -20,12 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from proxy.http.errors import (
     error_response,
@@ -37,7 +37,6 @@ from proxy.http.inbound import Endpoint
 
 log = logging.getLogger("sidestep")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EVENT_STREAM = "text/event-stream"
 SHUTDOWN_MESSAGE = "sidestep is shutting down and ended this stream; retry the request"
 
@@ -55,6 +54,7 @@ class Entry:
     request: web.Request
     reason: CutReason | None = None
     response: web.StreamResponse | None = None
+    timer: asyncio.TimerHandle | None = None  # the body deadline, while the body arrives
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +76,21 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def enter(self, request: web.Request, task: asyncio.Task[object]) -> Entry:
+    def enter(self, request: web.Request, body_timeout_s: Callable[[], float]) -> Entry:
+        """Register the current task's request, under the body deadline (``body_timeout_s``
+        is read per request so a reload takes effect at once)."""
+        task: asyncio.Task[object] = asyncio.current_task()  # type: ignore[assignment]
         entry = request[ENTRY] = Entry(task, request)
+        entry.timer = _body_deadline(entry, body_timeout_s)
         self._entries.add(entry)
         return entry
 
     def leave(self, entry: Entry) -> None:
+        if entry.timer is not None:
+            entry.timer.cancel()
+        # the request and its entry point at each other: without this the whole request
+        # (parser message, writer, task, headers) is left for the cyclic GC to find
+        del entry.request[ENTRY]
         self._entries.discard(entry)
         if not self._entries and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
@@ -112,34 +121,18 @@ INFLIGHT = web.AppKey("inflight", InFlight)
 ENTRY = web.RequestKey("inflight_entry", Entry)
 
 
-def install(app: web.Application, body_timeout_s: Callable[[], float]) -> InFlight:
-    """Register the in-flight registry and its middleware, first (outermost) in the chain;
-    ``body_timeout_s`` is read per request so a reload takes effect at once."""
+def install(app: web.Application) -> InFlight:
+    """Register the in-flight registry (the gateway's middleware enters each request)."""
     registry = app[INFLIGHT] = InFlight()
-    app.middlewares.insert(0, _guard(registry, body_timeout_s))
     app.on_response_prepare.append(_note_response)
     return registry
 
 
-def _guard(registry: InFlight, body_timeout_s: Callable[[], float]) -> Middleware:
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        task: asyncio.Task[object] = asyncio.current_task()  # type: ignore[assignment]
-        entry = registry.enter(request, task)
-        timer = _body_deadline(entry, body_timeout_s)
-        try:
-            return await handler(request)
-        except asyncio.CancelledError:
-            # uncancel() > 0: someone else (aiohttp, the client leaving) cancelled it too
-            if entry.reason is None or task.uncancel() > 0:
-                raise
-            return await _answer_cut(entry, body_timeout_s)
-        finally:
-            if timer is not None:
-                timer.cancel()
-            registry.leave(entry)
-
-    return guard
+def was_cut(entry: Entry) -> bool:
+    """Whether a cancellation of ``entry``'s task is a cut to answer (``answer_cut``), not
+    a departed client or aiohttp's own cancellation, which must propagate."""
+    # uncancel() > 0: someone else (aiohttp, the client leaving) cancelled it too
+    return entry.reason is not None and entry.task.uncancel() == 0
 
 
 def _body_deadline(entry: Entry, timeout_s: Callable[[], float]) -> asyncio.TimerHandle | None:
@@ -166,7 +159,8 @@ def _is_stream(response: web.StreamResponse | None) -> bool:
     return response is not None and response.content_type == EVENT_STREAM
 
 
-async def _answer_cut(entry: Entry, body_timeout_s: Callable[[], float]) -> web.StreamResponse:
+async def answer_cut(entry: Entry, body_timeout_s: Callable[[], float]) -> web.StreamResponse:
+    """The answer to a cut request (see the module docstring)."""
     request = entry.request
     if entry.reason is CutReason.BODY_TIMEOUT:
         timeout_s = body_timeout_s()

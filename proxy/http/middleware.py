@@ -1,17 +1,35 @@
-"""Middlewares: every error leaves in its client's shape — Anthropic's on the Messages API,
-OpenAI's everywhere else; client keys are checked on /v1."""
+"""The gateway's one middleware, around every route. In this order:
+
+1. the request is registered in flight (``proxy.http.inflight``: the body deadline and the
+   shutdown cut, answered here);
+2. the browser defences (``proxy.http.browser_guard``), before any authentication;
+3. client keys on ``/v1/`` (``client_refusal`` below);
+4. the admin token or loopback rule on ``/admin/`` and ``/webhook/`` (``proxy.admin.guard``);
+5. the handler; ``ClientRequestError`` and aiohttp's HTTP errors leave as OpenAI errors, and an
+   unexpected exception becomes a logged 500 instead of a dropped connection;
+6. on the Anthropic Messages API's routes every error — sidestep's own or a translated
+   target's — leaves in Anthropic's shape (``anthropic_shaped``).
+
+One middleware rather than one per concern: each layer cost a coroutine frame and a call per
+request, on every request.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from policies.translate.anthropic_errors import from_openai
+from proxy.admin.guard import admin_refusal
+from proxy.http.browser_guard import BrowserGuard
 from proxy.http.errors import ClientRequestError, error_response
+from proxy.http.inflight import InFlight, answer_cut, was_cut
 
 log = logging.getLogger("sidestep")
 
@@ -21,17 +39,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ANTHROPIC_PATHS = "/v1/messages"
 """The Anthropic Messages API's routes (``/v1/messages``, ``…/count_tokens``): errors there
 are Anthropic-shaped, whoever raised them."""
-
-
-@web.middleware
-async def error_shapes(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error in its client's shape (see ``openai_errors``); on the Anthropic routes an
-    OpenAI-shaped error — sidestep's own or a translated target's — is rewritten into
-    Anthropic's (``policies.translate.anthropic_errors``)."""
-    response = await openai_errors(request, handler)
-    if response.status >= 400 and request.path.startswith(ANTHROPIC_PATHS):
-        return anthropic_shaped(response)
-    return response
 
 
 def anthropic_shaped(response: web.StreamResponse) -> web.StreamResponse:
@@ -54,23 +61,48 @@ def anthropic_shaped(response: web.StreamResponse) -> web.StreamResponse:
     return response
 
 
-async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render ``ClientRequestError`` and aiohttp's HTTP errors as OpenAI errors; an unexpected
-    exception becomes a logged 500 instead of a dropped connection."""
-    try:
-        return await handler(request)
-    except ClientRequestError as exc:
-        log.info("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _http_error(request, exc)
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(
-            500, "internal error in sidestep", "server_error", code="internal_error"
-        )
+def gateway_middleware(
+    inflight: InFlight,
+    body_timeout_s: Callable[[], float],
+    browser: BrowserGuard,
+    client_keys: Callable[[], Sequence[bytes]],
+) -> Middleware:
+    """The middleware (see the module docstring); ``body_timeout_s`` and ``client_keys`` are
+    read per request so a reload takes effect at once."""
+
+    @web.middleware
+    async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
+        entry = inflight.enter(request, body_timeout_s)
+        try:
+            refused = browser.refusal(request)
+            if refused is None:
+                refused = client_refusal(request, client_keys())
+            if refused is None:
+                refused = admin_refusal(request)
+            response = refused if refused is not None else await handler(request)
+        except ClientRequestError as exc:
+            log.info("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
+            response = exc.response()
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _http_error(request, exc)
+        except asyncio.CancelledError:
+            if not was_cut(entry):
+                raise
+            response = await answer_cut(entry, body_timeout_s)
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.path)
+            response = error_response(
+                500, "internal error in sidestep", "server_error", code="internal_error"
+            )
+        finally:
+            inflight.leave(entry)
+        if response.status >= 400 and request.path.startswith(ANTHROPIC_PATHS):
+            return anthropic_shaped(response)
+        return response
+
+    return gateway
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -91,25 +123,18 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     return error_response(exc.status, message, "invalid_request_error", code=code, headers=allow)
 
 
-def client_auth(
-    keys: Callable[[], Sequence[bytes]],
-) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Require one of the configured client keys (``Authorization: Bearer`` or ``x-api-key``)
-    on ``/v1/``; ``keys`` is read per request so a reload takes effect at once."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        allowed = keys()
-        if allowed and request.path.startswith("/v1/") and not _presented_ok(request, allowed):
-            return error_response(
-                401,
-                "invalid or missing API key for this sidestep gateway",
-                "invalid_request_error",
-                code="invalid_api_key",
-            )
-        return await handler(request)
-
-    return middleware
+def client_refusal(request: web.Request, allowed: Sequence[bytes]) -> web.Response | None:
+    """401 unless one of the configured client keys (``Authorization: Bearer`` or
+    ``x-api-key``) comes with a ``/v1/`` request; None lets it through (no keys configured:
+    every request)."""
+    if allowed and request.path.startswith("/v1/") and not _presented_ok(request, allowed):
+        return error_response(
+            401,
+            "invalid or missing API key for this sidestep gateway",
+            "invalid_request_error",
+            code="invalid_api_key",
+        )
+    return None
 
 
 def _presented_ok(request: web.Request, allowed: Sequence[bytes]) -> bool:

@@ -78,19 +78,16 @@ class Opened:
 def upstream_request(run: Run, view: LaneView, sent: Outgoing, stream: bool) -> UpstreamRequest:
     target = run.gw.fleet.targets[view.target_id].config
     streams = run.gw.config.streams
-    timeouts = target.timeouts
     key = target.keys[view.key_index]
     return UpstreamRequest(
         target_id=target.id,
         url=sent.url,
         headers=upstream_headers(run.http.headers, key, target.headers, sent.api),
         body=sent.body,
-        connect_timeout_s=timeouts.connect_s or streams.connect_timeout_s,
+        connect_timeout_s=target.timeout("connect", streams),
         # a non-streaming answer's headers arrive with its whole body: minutes are normal
-        first_byte_timeout_s=(timeouts.first_byte_s or streams.first_byte_timeout_s)
-        if stream
-        else None,
-        idle_timeout_s=(timeouts.idle_s or streams.idle_timeout_s) if stream else None,
+        first_byte_timeout_s=target.timeout("first_byte", streams) if stream else None,
+        idle_timeout_s=target.timeout("idle", streams) if stream else None,
         total_timeout_s=None if stream else run.remaining_s(),
     )
 

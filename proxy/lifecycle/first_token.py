@@ -13,8 +13,9 @@ event opens the answer (``policies.first_token.opens_answer``) or ``first_token_
   a 5xx. The client's response is never prepared while waiting (its headers, the role chunk
   and any comment are held), so a request that finally fails gets an ordinary HTTP error.
 
-While waiting the cost is one task per read; after the first token ``Primed.read_chunk`` is
-the upstream's own bound method again, so the relay pays nothing per chunk.
+While waiting the reads run in the attempt's own task under one deadline timer (no task per
+read); after the first token ``Primed.read_chunk`` is the upstream's own bound method again,
+so the relay pays nothing per chunk.
 """
 
 from __future__ import annotations
@@ -90,8 +91,7 @@ async def first_token(
     """Hold ``resp`` until its first token, or None once the lane's first-token timeout,
     counted from ``started`` (when the request was sent), has passed."""
     # the lease's config: a reload may have removed the target from the fleet meanwhile
-    own_s = lease.runtime.config.timeouts.first_token_s
-    limit_s = own_s or run.gw.config.streams.first_token_timeout_s
+    limit_s = lease.runtime.config.timeout("first_token", run.gw.config.streams)
     responses = run.creq.endpoint is Endpoint.RESPONSES
     return await await_first_token(
         resp, run.gw.clock, started + limit_s, responses=responses, claim=claim
@@ -110,16 +110,11 @@ async def await_first_token(
     ``deadline`` (monotonic seconds on ``clock``) passed first."""
     splitter = FrameSplitter()
     held = bytearray()
-    timer = asyncio.ensure_future(clock.wait_until(deadline))
-    read: asyncio.Future[bytes] | None = None
+    deadline_timer = _Deadline(clock, deadline)
     try:
         while True:
-            read = asyncio.ensure_future(resp.read_chunk())
-            await asyncio.wait((read, timer), return_when=asyncio.FIRST_COMPLETED)
-            if not read.done():
-                return None
             try:
-                chunk = read.result()
+                chunk = await resp.read_chunk()
             except StreamCut as exc:
                 return _primed(resp, held, exc, claim)
             held += chunk
@@ -128,10 +123,41 @@ async def await_first_token(
                 return _primed(resp, held, None, claim)
             if any(opens_answer(raw, responses=responses) for raw in frames):
                 return _primed(resp, held, None, claim)
+    except asyncio.CancelledError:
+        if deadline_timer.expired():
+            return None
+        raise
     finally:
-        timer.cancel()
-        if read is not None and not read.done():
-            read.cancel()
+        deadline_timer.cancel()
+
+
+class _Deadline:
+    """Cancels the current task at ``deadline`` on ``clock`` (as ``asyncio.timeout`` does on
+    the loop's clock): the reads themselves run in the task, with no task of their own."""
+
+    __slots__ = ("_active", "_fired", "_task", "_timer")
+
+    def __init__(self, clock: Clock, deadline: float) -> None:
+        self._task: asyncio.Task[Any] | None = asyncio.current_task()
+        self._active = True
+        self._fired = False
+        self._timer = asyncio.ensure_future(clock.wait_until(deadline))
+        self._timer.add_done_callback(self._fire)
+
+    def _fire(self, timer: asyncio.Future[None]) -> None:
+        # a callback already scheduled when the wait ended must not cancel anything later
+        if self._active and not timer.cancelled() and self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+    def expired(self) -> bool:
+        """Whether a cancellation being handled is this deadline's alone (a cancellation
+        from anyone else as well must go on)."""
+        return self._fired and self._task is not None and self._task.uncancel() == 0
+
+    def cancel(self) -> None:
+        self._active = False
+        self._timer.cancel()
 
 
 def _primed(

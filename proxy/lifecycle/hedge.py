@@ -44,8 +44,8 @@ def hedge_after_s(run: Run, lane: LaneView) -> float | None:
     if not run.creq.stream:
         return None
     target = run.gw.fleet.targets.get(lane.target_id)
-    own = target.config.timeouts.hedge_after_s if target else None
-    return own or run.gw.config.streams.hedge_after_s
+    streams = run.gw.config.streams
+    return target.config.timeout("hedge_after", streams) if target else streams.hedge_after_s
 
 
 async def hedged_attempt(

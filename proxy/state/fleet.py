@@ -124,6 +124,7 @@ class Fleet:
         t = rt.config
         lane = LaneId(t.id, index, model or "")
         breaker = self.breakers.get(lane)
+        state, admits, retry_in_s = _CLOSED if breaker is None else breaker.reading(now)
         stats = self.stats.get(lane)
         budget = rt.budgets[index]
         fits = budget.fits(tokens)
@@ -135,23 +136,25 @@ class Fleet:
             operator=rt.operator,
             enabled=t.enabled,
             key_disabled=index in rt.key_disabled,
-            breaker=breaker.state(now) if breaker else BreakerState.CLOSED,
-            breaker_admits=breaker.admits(now) if breaker else True,
-            breaker_retry_in_s=breaker.retry_in_s(now) if breaker else 0.0,
+            breaker=state,
+            breaker_admits=admits,
+            breaker_retry_in_s=retry_in_s,
             cooldown_until=self._cooling_until(lane, now) if len(self.cooldowns) else None,
-            exhausted_until=_live(rt.exhausted_until.get(index), now),
+            exhausted_until=_live(rt.exhausted_until.get(index), now)
+            if rt.exhausted_until
+            else None,
             capabilities=rt.capabilities,
             context_window=t.context_window,
             in_flight=rt.in_flight,
             max_concurrency=t.limits.max_concurrency,
             budget_ok=fits,
             budget_retry_in_s=0.0 if fits else budget.retry_in_s(tokens),
-            health=stats.health if stats else 1.0,
-            latency_s=stats.latency_s if stats else None,
+            health=1.0 if stats is None else stats.health,
+            latency_s=None if stats is None else stats.latency_s,
             failure_rate=self._failure_rate(breaker),
-            failed_at=stats.failed_at if stats else None,
-            suspect=stats.suspect if stats else False,
-            recheck_from=stats.recheck_from if stats else None,
+            failed_at=None if stats is None else stats.failed_at,
+            suspect=False if stats is None else stats.suspect,
+            recheck_from=None if stats is None else stats.recheck_from,
         )
 
     def _failure_rate(self, breaker: Breaker | None) -> float:
@@ -393,6 +396,9 @@ def _key_moves(old: Target, new: Target) -> dict[int, int] | None:
         return None
     position = {key: index for index, key in enumerate(after)}
     return {i: position[key] for i, key in enumerate(before) if key in position}
+
+
+_CLOSED = (BreakerState.CLOSED, True, 0.0)  # a lane without a breaker yet: as a closed one
 
 
 def _live(until: float | None, now: float) -> float | None:

@@ -344,3 +344,21 @@ def test_forget_outcomes_clears_the_rate_window_only(clock: FakeClock) -> None:
     assert (breaker.window.calls, breaker.window.failure_rate) == (0, 0.0)
     assert breaker.state(clock.now) is CLOSED
     assert fail_n(breaker, 1, clock.now)[0].to_state is OPEN  # the streak of 3 completes
+
+
+def test_reading_is_state_admits_and_retry_time_at_once(clock: FakeClock) -> None:
+    """``reading`` (what the routing snapshot reads) agrees with ``state``, ``admits`` and
+    ``retry_in_s`` when closed, open, half-open with a free probe slot, and with none."""
+    breaker = opened(clock)
+    closed = Breaker("c", CONSECUTIVE)
+    seen = [closed.reading(clock.now), breaker.reading(clock.now)]
+    clock.advance(CONSECUTIVE.open_s)
+    seen.append(breaker.reading(clock.now))
+    free_probe_slots(breaker, clock.now)
+    seen.append(breaker.reading(clock.now))
+    assert seen == [
+        (CLOSED, True, 0.0),
+        (OPEN, False, CONSECUTIVE.open_s),
+        (HALF_OPEN, True, 0.0),
+        (HALF_OPEN, False, CONSECUTIVE.open_s),
+    ]

@@ -19,11 +19,17 @@ import yaml
 from aiohttp import web
 from openai import AsyncOpenAI
 
+from proxy.cli.simulator import Behaviour, canonical_text
 from proxy.config import Config
 from proxy.http.app import make_app
+from tests.clock import FakeClock
+from tests.conftest import target
+from tests.fakes import FakeUpstream, Reply, chat_frames
 from tests.prom import PrometheusServer, Tools, tools
 from tests.proxy.test_metrics import (
+    PROMPT,
     SECTIONS,
+    WORDS,
     ask,
     drive_scenario,
     samples,
@@ -42,6 +48,8 @@ BUILTINS = {"$__rate_interval": "15s", "$__interval": "1s", "$__range": "5m"}
 SCRAPE_INTERVAL = "1s"
 CONTRACT = (
     "sidestep_requests_total",
+    "sidestep_hedges_total",
+    "sidestep_stream_events_dropped_total",
     "sidestep_request_duration_seconds",
     "sidestep_ttft_seconds",
     "sidestep_upstream_attempts_total",
@@ -59,6 +67,49 @@ CONTRACT = (
     "sidestep_config_last_reload_timestamp_seconds",
     "sidestep_build_info",
 )
+
+
+HEDGE_AFTER_S = 0.2
+WAIT_S = 10.0  # wall-clock bound on waits for real I/O
+
+
+async def dashboard_upstreams(upstream: Any) -> dict[str, FakeUpstream]:
+    """The metrics scenario's upstreams and ``slow``, whose streams are hedged."""
+    ups = await scenario_upstreams(upstream)
+    ups["slow"] = await upstream("slow", behaviour=Behaviour("slow", words=WORDS))
+    return ups
+
+
+def dashboard_targets(ups: dict[str, FakeUpstream]) -> list[dict[str, Any]]:
+    """The metrics scenario's targets, and ``slow`` preferred for ``gpt-h`` with a hedge after
+    ``HEDGE_AFTER_S`` (``steady`` serves ``gpt-h`` too: the twin)."""
+    *misbehaving, steady = scenario_targets(ups)
+    steady = {**steady, "models": [*steady["models"], "gpt-h"]}
+    slow = target(
+        ups["slow"], models=["gpt-h"], priority=100, timeouts={"hedge_after_s": HEDGE_AFTER_S}
+    )
+    return [*misbehaving, slow, steady]
+
+
+async def drive_dashboard_scenario(
+    client: Any, ups: dict[str, FakeUpstream], clock: FakeClock | None = None
+) -> None:
+    """The metrics scenario, then a hedge ``steady`` wins (``slow`` stalls before its first
+    token) and a stream with an event the relay drops. ``clock``: a fake clock to move past
+    the hedge delay (else real time passes it)."""
+    await drive_scenario(client, ups)
+    gate = asyncio.Event()
+    stalled = Reply(frames=chat_frames(["late"]), gate_after=1, gate=gate)
+    ups["slow"].queue(stalled)
+    hedged = asyncio.create_task(stream_text(client, "gpt-h"))
+    await asyncio.wait_for(stalled.gate_reached.wait(), WAIT_S)
+    if clock is not None:
+        clock.advance(HEDGE_AFTER_S * 2)
+    assert await asyncio.wait_for(hedged, WAIT_S) == canonical_text(PROMPT, WORDS)
+    gate.set()
+    frames = chat_frames(["a", "b"])
+    ups["steady"].queue(Reply(frames=[frames[0], b"just some text\n\n", *frames[1:]]))
+    assert await stream_text(client, "gpt-d") == "ab"
 
 
 def dashboard() -> dict[str, Any]:
@@ -129,15 +180,15 @@ def test_dashboard_panels_all_query_the_datasource_variable() -> None:
 
 
 async def test_dashboard_uses_every_contract_metric_and_only_exported_ones(
-    upstream: Any, gateway: Any
+    upstream: Any, gateway: Any, clock: FakeClock
 ) -> None:
     """The dashboard charts every contract metric and names no metric /metrics lacks."""
     exprs = " ".join(expr for _, expr in queries(dashboard()))
     for name in CONTRACT:
         assert name in exprs, f"{name} is on no panel"
-    ups = await scenario_upstreams(upstream)
-    gw = await gateway(scenario_targets(ups), **SECTIONS)
-    await drive_scenario(gw.openai(), ups)
+    ups = await dashboard_upstreams(upstream)
+    gw = await gateway(dashboard_targets(ups), **SECTIONS)
+    await drive_dashboard_scenario(gw.openai(), ups, clock)
     exported = set(samples((await scrape(gw.url("/metrics")))[1]))
     assert set(re.findall(r"\bsidestep_[a-z_]+", exprs)) <= exported
 
@@ -295,13 +346,13 @@ async def start_sidestep(config: Config) -> tuple[web.AppRunner, int]:
 async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     upstream: Any, tmp_path: Path
 ) -> None:
-    """Prometheus scrapes sidestep after failovers, a breaker opening and a stream resume;
-    every query of every panel returns at least one series."""
+    """Prometheus scrapes sidestep after failovers, a breaker opening, a stream resume, a
+    hedge and a dropped event; every query of every panel returns at least one series."""
     found = need_tools()
     dash = dashboard()
-    ups = await scenario_upstreams(upstream)
+    ups = await dashboard_upstreams(upstream)
     runner, port = await start_sidestep(
-        Config.model_validate({"targets": scenario_targets(ups), **SECTIONS})
+        Config.model_validate({"targets": dashboard_targets(ups), **SECTIONS})
     )
     client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
     home = deploy_copy(tmp_path)
@@ -309,7 +360,7 @@ async def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         found.prometheus, prometheus_config(home, f"127.0.0.1:{port}"), tmp_path
     )
     try:
-        await drive_scenario(client, ups)
+        await drive_dashboard_scenario(client, ups)
         async with aiohttp.ClientSession() as http:
             await prom.start(http)
             traffic = asyncio.create_task(keep_traffic(client))
