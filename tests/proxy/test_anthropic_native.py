@@ -4,6 +4,7 @@ Anthropic targets (``api: anthropic``) byte-for-byte, their headers and keys, fa
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from proxy.upstream.model_lists import fetch_models
+from tests.clock import FakeClock
 from tests.conftest import Running, target
 from tests.fakes import FakeUpstream, Reply
 from tests.proxy.test_audit import read_lines
@@ -286,3 +288,28 @@ async def test_claude_code_session_header_names_the_session(
     )
     lines = await read_lines(path, 2)
     assert [orjson.loads(line)["session"] for line in lines] == ["cc-session-1", "mine"]
+
+
+async def test_anthropic_remaining_zero_steers_away_until_reset(
+    gateway: Any, upstream: Any, clock: FakeClock
+) -> None:
+    """``anthropic-ratelimit-requests-remaining: 0`` on a success moves the next request to
+    another target until its RFC 3339 reset; then the Anthropic target is used again."""
+    claude_up, other = await upstream("claude"), await upstream("other")
+    reset = datetime.fromtimestamp(clock.wall() + 30, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    spent = {
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": reset,
+    }
+    claude_up.queue(Reply(body=MESSAGE, headers=spent), Reply(body=MESSAGE))
+    other.queue(Reply(body=MESSAGE))
+    gw = await gateway([native(claude_up, priority=10), native(other)])
+    client = claude(gw)
+    served = []
+    for _ in range(2):
+        response = await client.messages.with_raw_response.create(**REQUEST)
+        served.append(response.headers["x-sidestep-target"])
+    clock.advance(31)
+    response = await client.messages.with_raw_response.create(**REQUEST)
+    served.append(response.headers["x-sidestep-target"])
+    assert served == ["claude", "other", "claude"]
